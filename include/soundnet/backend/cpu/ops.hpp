@@ -1,0 +1,342 @@
+// CPU twins of the operations (Eigen GEMM + OpenMP loops).
+//
+// Every operation works on raw, contiguous, row-major buffers with the shapes written at
+// the end of its lines; a CUDA twin takes the same arguments with device pointers.
+// Layout of activations: (N, C, T). Convolution weights: (C_out, C_in, K).
+#pragma once
+
+#ifndef SOUNDNET_INSIDE_SOUNDNET
+#error "include <soundnet/soundnet.hpp> instead of soundnet/backend/cpu/ops.hpp"
+#endif
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../device.hpp"
+
+namespace soundnet {
+
+/// Geometry of one 1-D convolution call.
+struct conv_geometry {
+  long n, c_in, t_in, c_out, kernel, stride, padding, t_out;
+};
+
+template <class T>
+struct ops<cpu, T> {
+  using buffer = typename cpu::template buffer<T>;
+  using row_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using matrix_map = Eigen::Map<row_matrix>;
+  using const_matrix_map = Eigen::Map<const row_matrix>;
+
+  // ---- convolution: im2col + GEMM ------------------------------------------------------
+
+  /// cols(c*K + k, t) = x(c, t*S + k - P), 0 outside the input.
+  static void im2col(const T* x, const conv_geometry& g, T* cols) {  // x (C_in, T_in), cols (C_in*K, T_out)
+    const long rows = g.c_in * g.kernel;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; ++r) {
+      const long c = r / g.kernel, k = r % g.kernel;
+      const T* xc = x + c * g.t_in;
+      T* out = cols + r * g.t_out;
+      // valid t: 0 <= t*S + k - P < T_in
+      long t_lo = g.padding > k ? (g.padding - k + g.stride - 1) / g.stride : 0;
+      long t_hi = (g.t_in - 1 + g.padding - k) >= 0 ? (g.t_in - 1 + g.padding - k) / g.stride + 1 : 0;
+      t_lo = std::min(t_lo, g.t_out);
+      t_hi = std::max(t_lo, std::min(t_hi, g.t_out));
+      std::fill(out, out + t_lo, T(0));
+      const T* src = xc + (t_lo * g.stride + k - g.padding);
+      if (g.stride == 1) {
+        std::copy(src, src + (t_hi - t_lo), out + t_lo);
+      } else {
+        for (long t = t_lo; t < t_hi; ++t, src += g.stride) out[t] = *src;
+      }
+      std::fill(out + t_hi, out + g.t_out, T(0));
+    }
+  }
+
+  /// dx(c, t*S + k - P) += dcols(c*K + k, t): the adjoint of im2col.
+  static void col2im_add(const T* dcols, const conv_geometry& g, T* dx) {  // dcols (C_in*K, T_out), dx (C_in, T_in)
+#pragma omp parallel for schedule(static)
+    for (long c = 0; c < g.c_in; ++c) {
+      T* dxc = dx + c * g.t_in;
+      for (long k = 0; k < g.kernel; ++k) {
+        const T* src = dcols + (c * g.kernel + k) * g.t_out;
+        long t_lo = g.padding > k ? (g.padding - k + g.stride - 1) / g.stride : 0;
+        long t_hi = (g.t_in - 1 + g.padding - k) >= 0 ? (g.t_in - 1 + g.padding - k) / g.stride + 1 : 0;
+        t_hi = std::min(t_hi, g.t_out);
+        for (long t = t_lo; t < t_hi; ++t) dxc[t * g.stride + k - g.padding] += src[t];
+      }
+    }
+  }
+
+  /// y = conv(x, w) + b.  workspace grows to C_in*K*T_out.
+  static void conv1d_forward(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
+                             buffer& workspace) {  // x (N, C_in, T_in), w (C_out, C_in, K), b (C_out), y (N, C_out, T_out)
+    const long ck = g.c_in * g.kernel;
+    if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
+    const_matrix_map W(w, g.c_out, ck);
+    for (long n = 0; n < g.n; ++n) {
+      im2col(x + n * g.c_in * g.t_in, g, workspace.data());
+      const_matrix_map cols(workspace.data(), ck, g.t_out);
+      matrix_map Y(y + n * g.c_out * g.t_out, g.c_out, g.t_out);
+      Y.noalias() = W * cols;
+      add_bias(Y, b);
+    }
+  }
+
+  /// Accumulates dw, db; writes dx (when not null).
+  static void conv1d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
+                              const conv_geometry& g, buffer& workspace) {
+    const long ck = g.c_in * g.kernel;
+    if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
+    const_matrix_map W(w, g.c_out, ck);
+    matrix_map dW(dw, g.c_out, ck);
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> dB(db, g.c_out);
+    if (dx) std::fill(dx, dx + g.n * g.c_in * g.t_in, T(0));
+    for (long n = 0; n < g.n; ++n) {
+      const_matrix_map dY(dy + n * g.c_out * g.t_out, g.c_out, g.t_out);
+      im2col(x + n * g.c_in * g.t_in, g, workspace.data());
+      const_matrix_map cols(workspace.data(), ck, g.t_out);
+      dW.noalias() += dY * cols.transpose();
+      dB += dY.rowwise().sum();
+      if (dx) {
+        matrix_map dcols(workspace.data(), ck, g.t_out);
+        dcols.noalias() = W.transpose() * dY;
+        col2im_add(workspace.data(), g, dx + n * g.c_in * g.t_in);
+      }
+    }
+  }
+
+  // ---- batch normalisation ---------------------------------------------------------------
+
+  /// Training mode: normalise with batch statistics; update running statistics
+  /// (momentum, unbiased variance); save mean and 1/sqrt(var + eps) for backward.
+  static void batch_norm_forward_train(const T* x, long n, long c, long t, const T* gamma,
+                                       const T* beta, double eps, double momentum, T* running_mean,
+                                       T* running_var, T* save_mean, T* save_invstd, T* y) {
+    const double m = static_cast<double>(n) * t;
+#pragma omp parallel for schedule(static)
+    for (long ch = 0; ch < c; ++ch) {
+      double sum = 0;
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        for (long j = 0; j < t; ++j) sum += xc[j];
+      }
+      const double mean = sum / m;
+      double sq = 0;
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        for (long j = 0; j < t; ++j) {
+          const double d = xc[j] - mean;
+          sq += d * d;
+        }
+      }
+      const double var = sq / m;
+      const double invstd = 1.0 / std::sqrt(var + eps);
+      save_mean[ch] = static_cast<T>(mean);
+      save_invstd[ch] = static_cast<T>(invstd);
+      const double unbiased = m > 1 ? sq / (m - 1) : var;
+      running_mean[ch] = static_cast<T>((1 - momentum) * running_mean[ch] + momentum * mean);
+      running_var[ch] = static_cast<T>((1 - momentum) * running_var[ch] + momentum * unbiased);
+      normalize(x + ch * t, n, c * t, t, static_cast<T>(mean), static_cast<T>(gamma[ch] * invstd), beta[ch],
+                y + ch * t);
+    }
+  }
+
+  /// Inference mode: normalise with running statistics.
+  static void batch_norm_forward_eval(const T* x, long n, long c, long t, const T* gamma, const T* beta,
+                                      const T* running_mean, const T* running_var, double eps, T* y) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (long i = 0; i < n; ++i) {
+      for (long ch = 0; ch < c; ++ch) {
+        const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[ch]) + eps);
+        normalize(x + (i * c + ch) * t, 1, 0, t, running_mean[ch], static_cast<T>(gamma[ch] * invstd), beta[ch],
+                  y + (i * c + ch) * t);
+      }
+    }
+  }
+
+  /// Backward of batch norm. training: through the batch statistics (mean, invstd saved by
+  /// forward); otherwise mean/invstd are the running ones and are constants.
+  static void batch_norm_backward(const T* x, const T* dy, long n, long c, long t, const T* gamma,
+                                  const T* mean, const T* invstd, bool training, T* dx, T* dgamma,
+                                  T* dbeta) {
+    const double m = static_cast<double>(n) * t;
+#pragma omp parallel for schedule(static)
+    for (long ch = 0; ch < c; ++ch) {
+      const double mu = mean[ch], is = invstd[ch];
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        const T* dyc = dy + (i * c + ch) * t;
+        for (long j = 0; j < t; ++j) {
+          sum_dy += dyc[j];
+          sum_dy_xhat += dyc[j] * (xc[j] - mu) * is;
+        }
+      }
+      dgamma[ch] += static_cast<T>(sum_dy_xhat);
+      dbeta[ch] += static_cast<T>(sum_dy);
+      if (!dx) continue;
+      const double g = gamma[ch];
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        const T* dyc = dy + (i * c + ch) * t;
+        T* dxc = dx + (i * c + ch) * t;
+        if (training) {
+          const double a = g * is, mean_dy = sum_dy / m, mean_dy_xhat = sum_dy_xhat / m;
+          for (long j = 0; j < t; ++j) {
+            const double xhat = (xc[j] - mu) * is;
+            dxc[j] = static_cast<T>(a * (dyc[j] - mean_dy - xhat * mean_dy_xhat));
+          }
+        } else {
+          const T a = static_cast<T>(g * is);
+          for (long j = 0; j < t; ++j) dxc[j] = dyc[j] * a;
+        }
+      }
+    }
+  }
+
+  // ---- ReLU, max-pool --------------------------------------------------------------------
+
+  static void relu_forward(const T* x, T* y, long size) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < size; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  }
+
+  /// dx = dy where y > 0 (the gradient at 0 is 0, as in PyTorch).
+  static void relu_backward(const T* y, const T* dy, T* dx, long size) {
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < size; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+  }
+
+  /// Floor-mode max-pool over rows of length t_in; argmax (nullable) receives the index
+  /// of the first maximum of each window, for backward. NaN propagates.
+  static void max_pool_forward(const T* x, long rows, long t_in, long kernel, long stride,
+                               long t_out, T* y, std::int32_t* argmax) {  // x (rows, T_in), y (rows, T_out)
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; ++r) {
+      const T* xr = x + r * t_in;
+      T* yr = y + r * t_out;
+      for (long t = 0; t < t_out; ++t) {
+        const long start = t * stride;
+        long best = start;
+        T v = xr[start];
+        for (long k = 1; k < kernel; ++k) {
+          const T c = xr[start + k];
+          if (c > v || std::isnan(c)) {
+            v = c;
+            best = start + k;
+            if (std::isnan(c)) break;
+          }
+        }
+        yr[t] = v;
+        if (argmax) argmax[r * t_out + t] = static_cast<std::int32_t>(best);
+      }
+    }
+  }
+
+  static void max_pool_backward(const T* dy, const std::int32_t* argmax, long rows, long t_in,
+                                long t_out, T* dx) {
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; ++r) {
+      T* dxr = dx + r * t_in;
+      std::fill(dxr, dxr + t_in, T(0));
+      for (long t = 0; t < t_out; ++t) dxr[argmax[r * t_out + t]] += dy[r * t_out + t];
+    }
+  }
+
+  // ---- loss and optimiser ----------------------------------------------------------------
+
+  /// sum over (n, t) of KL(p || softmax(z)) over the channel axis, divided by `divisor`.
+  /// grad (nullable) receives d loss / d z. Channels [c_begin, c_begin + c) of logits with
+  /// c_total channels; targets (N, C, T) hold only those c channels.
+  static double softmax_kl(const T* logits, long n, long c_total, long c_begin, long c, long t,
+                           const T* targets, double divisor, T* grad) {
+    double total = 0;
+#pragma omp parallel for collapse(2) reduction(+ : total) schedule(static)
+    for (long i = 0; i < n; ++i) {
+      for (long j = 0; j < t; ++j) {
+        const T* z = logits + (i * c_total + c_begin) * t + j;
+        const T* p = targets + i * c * t + j;
+        double zmax = -std::numeric_limits<double>::infinity();
+        for (long k = 0; k < c; ++k) zmax = std::max(zmax, static_cast<double>(z[k * t]));
+        double se = 0;
+        for (long k = 0; k < c; ++k) se += std::exp(z[k * t] - zmax);
+        const double lse = zmax + std::log(se);
+        double kl = 0, psum = 0;
+        for (long k = 0; k < c; ++k) {
+          const double pk = p[k * t];
+          psum += pk;
+          if (pk > 0) kl += pk * (std::log(pk) - (z[k * t] - lse));
+        }
+        total += kl;
+        if (grad) {
+          T* gz = grad + (i * c_total + c_begin) * t + j;
+          for (long k = 0; k < c; ++k)
+            gz[k * t] = static_cast<T>((std::exp(z[k * t] - lse) * psum - p[k * t]) / divisor);
+        }
+      }
+    }
+    return total / divisor;
+  }
+
+  /// One Adam step in PyTorch's formulation (bias-corrected moments; eps added to the
+  /// square root of the corrected second moment). `step` counts from 1.
+  static void adam_update(T* param, const T* grad, T* m, T* v, long size, double lr, double beta1,
+                          double beta2, double eps, long step) {
+    const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
+    const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
+    const T b1 = static_cast<T>(beta1), one_b1 = static_cast<T>(1 - beta1);
+    const T b2 = static_cast<T>(beta2), one_b2 = static_cast<T>(1 - beta2);
+    const T step_size = static_cast<T>(lr / bc1), inv_bc2 = static_cast<T>(bc2_sqrt), e = static_cast<T>(eps);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < size; ++i) {
+      const T g = grad[i];
+      m[i] = m[i] * b1 + g * one_b1;
+      v[i] = v[i] * b2 + g * g * one_b2;
+      const T denom = std::sqrt(v[i]) / inv_bc2 + e;
+      param[i] -= step_size * (m[i] / denom);
+    }
+  }
+
+  // ---- helpers --------------------------------------------------------------------------
+
+  /// Index of the first non-finite value, or -1.
+  static long first_non_finite(const T* x, long size) {
+    for (long i = 0; i < size; ++i)
+      if (!std::isfinite(x[i])) return i;
+    return -1;
+  }
+
+  static void fill(T* x, long size, T value) { std::fill(x, x + size, value); }
+
+  static void copy_to_host(const T* src, long size, T* dst) { std::copy(src, src + size, dst); }
+  static void copy_from_host(const T* src, long size, T* dst) { std::copy(src, src + size, dst); }
+
+ private:
+  // y = (x - mean) * scale + beta over n rows of length t, `stride` apart. Subtracting the
+  // mean first keeps the absolute error small near 0, where the following ReLU decides.
+  static void normalize(const T* x, long n, long stride, long t, T mean, T scale, T beta, T* y) {
+    for (long i = 0; i < n; ++i) {
+      const T* xr = x + i * stride;
+      T* yr = y + i * stride;
+      for (long j = 0; j < t; ++j) yr[j] = (xr[j] - mean) * scale + beta;
+    }
+  }
+
+  static void add_bias(matrix_map& Y, const T* b) {
+    const long rows = Y.rows(), cols = Y.cols();
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; ++r) {
+      T* yr = Y.data() + r * cols;
+      const T br = b[r];
+      for (long j = 0; j < cols; ++j) yr[j] += br;
+    }
+  }
+};
+
+}  // namespace soundnet

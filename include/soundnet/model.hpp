@@ -1,0 +1,306 @@
+// model<Net, T, Device>: a network type (architectures.hpp) with parameters and buffers on a
+// device, run forward (inference or training), KL loss, backward and named read-outs.
+//
+// Shapes: waveforms (N, 1, samples); activations (N, C, T); the two heads' logits and the
+// teachers' targets (N, classes, output steps).
+#pragma once
+
+#ifndef SOUNDNET_INSIDE_SOUNDNET
+#error "include <soundnet/soundnet.hpp> instead of soundnet/model.hpp"
+#endif
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+#include <xtensor/xtensor.hpp>
+
+#include "core/error.hpp"
+#include "core/random.hpp"
+#include "core/runtime_layers.hpp"
+#include "core/sequential.hpp"
+
+namespace soundnet {
+
+template <class Net, class T = float, class Device = cpu>
+class model {
+  static_assert(is_network_v<Net>,
+                "SOUNDNET_MODEL_NEEDS_A_NAMED_NETWORK_TYPE_(a sequential<...> with a static name)");
+  static_assert(std::is_floating_point_v<T>, "SOUNDNET_MODEL_SCALAR_MUST_BE_FLOAT_OR_DOUBLE");
+
+  template <class Seq>
+  struct layer_tuple;
+  template <class... L>
+  struct layer_tuple<sequential<L...>> {
+    using type = std::tuple<detail::runtime_layer<L, T, Device>...>;
+  };
+  template <class... L>
+  static sequential<L...> base_of(const sequential<L...>*);
+  using base_sequential = decltype(base_of(static_cast<const Net*>(nullptr)));
+
+ public:
+  using network = Net;
+  using value_type = T;
+  using device = Device;
+  using tensor = xt::xtensor<T, 3>;
+  using buffer = typename Device::template buffer<T>;
+  static constexpr std::size_t num_layers = Net::size;
+  static constexpr int objects = Net::objects;
+  static constexpr int scenes = Net::scenes;
+
+  /// A model with the paper's initialisation drawn from `seed`.
+  explicit model(std::uint64_t seed = 1) {
+    setup_layers(std::make_index_sequence<num_layers>{});
+    initialize(seed);
+  }
+
+  model(const model&) = delete;  // parameter views point into the layers
+  model& operator=(const model&) = delete;
+
+  static constexpr const char* architecture() { return Net::name; }
+  static constexpr long min_input_length() { return Net::min_input_length(); }
+  static constexpr long output_length(long samples) { return Net::output_length(samples); }
+
+  /// Conv weights N(0, 0.01), biases 0, BN gamma N(1, 0.02), beta 0, running stats (0, 1).
+  void initialize(std::uint64_t seed) {
+    normal_generator rng(seed);
+    std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);
+    zero_grad();
+  }
+
+  /// Every named tensor in state-dict order: parameters and batch-norm running statistics.
+  const std::vector<parameter<T>>& parameters() const { return params_; }
+  std::vector<parameter<T>>& parameters() { return params_; }
+
+  /// The parameter named `name`; throws soundnet::error if there is none.
+  parameter<T>& parameter_named(const std::string& name) {
+    for (auto& p : params_)
+      if (p.name == name) return p;
+    throw error(std::string(Net::name) + " has no tensor named '" + name + "'");
+  }
+
+  /// Names of the read-out points, in network order (conv1_linear, bn1, conv1, pool1, ...).
+  const std::vector<std::string>& output_names() const { return tap_names_; }
+  bool has_output(const std::string& name) const { return find_tap(name) >= 0; }
+
+  // ---- forward ------------------------------------------------------------------------
+
+  /// Runs the network on waveforms (N, 1, samples). Throws shape_error for a wrong shape,
+  /// an input shorter than min_input_length(), or a non-finite sample.
+  void forward(const tensor& waveforms, mode m = mode::inference) {
+    if (waveforms.shape(1) != 1)
+      throw shape_error("waveforms must have shape (batch, 1, samples); got " + shape_string(waveforms));
+    forward(waveforms.data(), static_cast<long>(waveforms.shape(0)), static_cast<long>(waveforms.shape(2)), m);
+  }
+
+  /// As above on a host buffer (N, 1, samples).
+  void forward(const T* waveforms, long batch, long samples, mode m = mode::inference) {
+    check_input(waveforms, batch, samples);
+    const auto lengths = Net::lengths(samples);
+    batch_ = batch;
+    for (std::size_t i = 0; i <= num_layers; ++i) {
+      lengths_[i] = lengths[i];
+      const long size = batch * Net::channels[i] * lengths[i];
+      if (static_cast<long>(acts_[i].size()) != size) acts_[i].resize(size);
+    }
+    ops<Device, T>::copy_from_host(waveforms, batch * samples, acts_[0].data());
+    forward_layers(m, std::make_index_sequence<num_layers>{});
+    mode_ = m;
+    has_forward_ = true;
+    has_logit_grad_ = false;
+  }
+
+  /// The read-out `name` of the last forward, (N, C, T).
+  tensor output(const std::string& name) const {
+    require_forward("output");
+    const long tap = find_tap(name);
+    if (tap < 0) throw error(unknown_output_message(name));
+    const auto& where = taps_[tap];
+    const long t = lengths_[where.act];
+    const long c_total = Net::channels[where.act];
+    tensor out = xt::empty<T>({static_cast<std::size_t>(batch_), static_cast<std::size_t>(where.c_count),
+                               static_cast<std::size_t>(t)});
+    for (long n = 0; n < batch_; ++n)
+      ops<Device, T>::copy_to_host(acts_[where.act].data() + (n * c_total + where.c_begin) * t,
+                                   where.c_count * t, out.data() + n * where.c_count * t);
+    return out;
+  }
+
+  /// Forward in inference mode, then the read-out `name`.
+  tensor features(const tensor& waveforms, const std::string& name) {
+    if (!has_output(name)) throw error(unknown_output_message(name));
+    forward(waveforms, mode::inference);
+    return output(name);
+  }
+
+  tensor object_logits() const { return output(tap_names_[tap_names_.size() - 2]); }
+  tensor scene_logits() const { return output(tap_names_.back()); }
+
+  // ---- loss and backward --------------------------------------------------------------
+
+  /// Loss = sum over the two heads of the mean over batch and time of
+  /// KL(target || softmax(logits)); the targets are (N, classes, output steps) distributions.
+  /// Also stores d loss / d logits for backward().
+  double kl_loss(const tensor& target_objects, const tensor& target_scenes) {
+    require_forward("kl_loss");
+    const long t = lengths_[num_layers];
+    check_target(target_objects, objects, t, "object");
+    check_target(target_scenes, scenes, t, "scene");
+    logit_grad_.resize(acts_[num_layers].size());
+    const double divisor = static_cast<double>(batch_) * t;
+    using O = ops<Device, T>;
+    const double loss =
+        O::softmax_kl(acts_[num_layers].data(), batch_, objects + scenes, 0, objects, t,
+                      target_objects.data(), divisor, logit_grad_.data()) +
+        O::softmax_kl(acts_[num_layers].data(), batch_, objects + scenes, objects, scenes, t,
+                      target_scenes.data(), divisor, logit_grad_.data());
+    has_logit_grad_ = true;
+    return loss;
+  }
+
+  /// Sets every parameter gradient to 0.
+  void zero_grad() {
+    for (auto& p : params_)
+      if (p.grad) ops<Device, T>::fill(p.grad, static_cast<long>(p.size), T(0));
+  }
+
+  /// Back-propagates the gradient stored by kl_loss(); gradients accumulate into the
+  /// parameters' grads (call zero_grad() first for a fresh step).
+  void backward() {
+    if (!has_logit_grad_) throw error("backward() needs kl_loss() after the last forward()");
+    backward_from(logit_grad_.data());
+  }
+
+  /// Back-propagates a given gradient of the logits (N, objects + scenes, output steps).
+  void backward(const tensor& logit_grad) {
+    require_forward("backward");
+    const long t = lengths_[num_layers];
+    if (logit_grad.dimension() != 3 || static_cast<long>(logit_grad.shape(0)) != batch_ ||
+        static_cast<long>(logit_grad.shape(1)) != objects + scenes || static_cast<long>(logit_grad.shape(2)) != t)
+      throw shape_error("logit gradient must have shape (" + std::to_string(batch_) + ", " +
+                        std::to_string(objects + scenes) + ", " + std::to_string(t) + "); got " +
+                        shape_string(logit_grad));
+    logit_grad_.assign(logit_grad.data(), logit_grad.data() + logit_grad.size());
+    backward_from(logit_grad_.data());
+  }
+
+  long batch() const { return batch_; }
+  mode last_mode() const { return mode_; }
+
+ private:
+  struct tap_location {
+    std::size_t act;  // index into acts_ (output of layer act - 1)
+    long c_begin, c_count;
+  };
+
+  template <std::size_t... I>
+  void setup_layers(std::index_sequence<I...>) {
+    (std::get<I>(layers_).setup(Net::channels[I], Net::block[I]), ...);
+    (std::get<I>(layers_).collect(params_), ...);
+    (add_taps<I>(), ...);
+  }
+
+  template <std::size_t I>
+  void add_taps() {
+    std::vector<std::string> names;
+    std::get<I>(layers_).taps(names);
+    if (names.size() == 1) {
+      taps_.push_back({I + 1, 0, Net::channels[I + 1]});
+    } else {  // the two heads
+      taps_.push_back({I + 1, 0, objects});
+      taps_.push_back({I + 1, objects, scenes});
+    }
+    tap_names_.insert(tap_names_.end(), names.begin(), names.end());
+  }
+
+  template <std::size_t... I>
+  void forward_layers(mode m, std::index_sequence<I...>) {
+    (std::get<I>(layers_).forward(acts_[I].data(), batch_, lengths_[I], acts_[I + 1].data(),
+                                  lengths_[I + 1], m, workspace_),
+     ...);
+  }
+
+  void backward_from(const T* logit_grad) {
+    std::size_t largest = 0;
+    for (std::size_t i = 1; i < num_layers; ++i) largest = std::max(largest, acts_[i].size());
+    for (auto& g : grads_)
+      if (g.size() < largest) g.resize(largest);
+    backward_layer<num_layers - 1>(logit_grad, 0);
+  }
+
+  // Layer I: dy is the gradient of its output; its input gradient goes to grads_[slot].
+  template <std::size_t I>
+  void backward_layer(const T* dy, int slot) {
+    T* dx = I == 0 ? nullptr : grads_[slot].data();
+    std::get<I>(layers_).backward(acts_[I].data(), acts_[I + 1].data(), dy, batch_, lengths_[I],
+                                  lengths_[I + 1], dx, workspace_);
+    if constexpr (I > 0) backward_layer<I - 1>(dx, 1 - slot);
+  }
+
+  void check_input(const T* x, long batch, long samples) const {
+    if (batch < 1) throw shape_error("the batch is empty");
+    if (samples < min_input_length())
+      throw shape_error("input of " + std::to_string(samples) + " samples is too short for " + Net::name +
+                        ": it needs at least " + std::to_string(min_input_length()) + " samples (" +
+                        seconds(min_input_length()) + " s at 22050 Hz)");
+    const long bad = ops<cpu, T>::first_non_finite(x, batch * samples);
+    if (bad >= 0)
+      throw shape_error("input has a non-finite value (NaN or Inf) in clip " + std::to_string(bad / samples) +
+                        " at sample " + std::to_string(bad % samples));
+  }
+
+  void check_target(const tensor& target, long classes, long t, const char* head) const {
+    if (static_cast<long>(target.shape(0)) != batch_ || static_cast<long>(target.shape(1)) != classes ||
+        static_cast<long>(target.shape(2)) != t)
+      throw shape_error(std::string(head) + " targets must have shape (" + std::to_string(batch_) + ", " +
+                        std::to_string(classes) + ", " + std::to_string(t) + "); got " + shape_string(target));
+    for (std::size_t i = 0; i < target.size(); ++i)
+      if (!(target.data()[i] >= T(0)) || !std::isfinite(target.data()[i]))
+        throw shape_error(std::string(head) + " targets must be finite and non-negative (element " +
+                          std::to_string(i) + ")");
+  }
+
+  void require_forward(const char* what) const {
+    if (!has_forward_) throw error(std::string(what) + "() needs a forward() first");
+  }
+
+  long find_tap(const std::string& name) const {
+    for (std::size_t i = 0; i < tap_names_.size(); ++i)
+      if (tap_names_[i] == name) return static_cast<long>(i);
+    return -1;
+  }
+
+  std::string unknown_output_message(const std::string& name) const {
+    std::string msg = std::string(Net::name) + " has no output named '" + name + "'; known:";
+    for (const auto& n : tap_names_) msg += " " + n;
+    return msg;
+  }
+
+  static std::string shape_string(const tensor& x) {
+    std::string s = "(";
+    for (std::size_t i = 0; i < x.dimension(); ++i) s += (i ? ", " : "") + std::to_string(x.shape(i));
+    return s + ")";
+  }
+
+  static std::string seconds(long samples) {
+    const long tenths = (samples * 10 + 11025) / 22050;
+    return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
+  }
+
+  typename layer_tuple<base_sequential>::type layers_;
+  std::vector<parameter<T>> params_;
+  std::vector<std::string> tap_names_;
+  std::vector<tap_location> taps_;
+  std::array<buffer, num_layers + 1> acts_;  // acts_[0]: input; acts_[i + 1]: output of layer i
+  std::array<long, num_layers + 1> lengths_{};
+  std::array<buffer, 2> grads_;              // ping-pong input gradients in backward
+  buffer logit_grad_;
+  buffer workspace_;
+  long batch_ = 0;
+  mode mode_ = mode::inference;
+  bool has_forward_ = false, has_logit_grad_ = false;
+};
+
+}  // namespace soundnet
