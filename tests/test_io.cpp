@@ -1,0 +1,216 @@
+// safetensors weights and checkpoints, .npy files: round trips, bit-exact resume, and clear
+// errors for missing, truncated, malformed and mismatched files.
+#define BOOST_TEST_MODULE io
+#include <boost/test/unit_test.hpp>
+
+#include <soundnet/soundnet.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+using net5 = soundnet::model<soundnet::soundnet5<>>;
+
+namespace {
+
+std::string data_path(const std::string& name) {
+  fs::create_directories(SOUNDNET_TEST_DATA_DIR);
+  return (fs::path(SOUNDNET_TEST_DATA_DIR) / name).string();
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// The message of the exception f throws (fails the test if it throws none).
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const soundnet::error& e) {
+    return e.what();
+  }
+  BOOST_FAIL("no error was raised");
+  return {};
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  BOOST_TEST_INFO("message: " << text);
+  return text.find(part) != std::string::npos;
+}
+
+xt::xtensor<float, 3> waveforms(std::size_t batch, std::size_t samples, float phase) {
+  xt::xtensor<float, 3> x = xt::zeros<float>({batch, std::size_t(1), samples});
+  for (std::size_t n = 0; n < batch; ++n)
+    for (std::size_t i = 0; i < samples; ++i)
+      x(n, 0, i) = static_cast<float>(80 * std::sin(0.013 * i + phase + n) + 10 * std::sin(0.5 * i));
+  return x;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(weights_round_trip_exactly) {
+  net5 a(1), b(2);
+  const std::string path = data_path("round-trip.safetensors");
+  soundnet::io::save_weights(a, path);
+  soundnet::io::load_weights(b, path);
+  for (std::size_t i = 0; i < a.parameters().size(); ++i) {
+    const auto &p = a.parameters()[i], &q = b.parameters()[i];
+    BOOST_TEST(std::equal(p.value, p.value + p.size, q.value), p.name);
+  }
+  const auto file = soundnet::io::read_safetensors(path);
+  BOOST_TEST(file.metadata.at("architecture") == "soundnet5");
+  BOOST_TEST((file.tensors.at("conv5_scenes.weight").shape == std::vector<std::size_t>{401, 256, 16}));
+}
+
+BOOST_AUTO_TEST_CASE(weight_errors_name_the_file_and_the_problem) {
+  net5 net;
+  const std::string good = data_path("good.safetensors");
+  soundnet::io::save_weights(net, good);
+  const std::string bytes = read_bytes(good);
+
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, data_path("absent.safetensors")); }),
+                      "absent.safetensors: cannot open"));
+  const std::string truncated = data_path("truncated.safetensors");
+  write_bytes(truncated, bytes.substr(0, bytes.size() - 1000));
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, truncated); }), "truncated.safetensors: truncated"));
+  const std::string tiny = data_path("tiny.safetensors");
+  write_bytes(tiny, "abc");
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, tiny); }), "not a safetensors file"));
+  const std::string garbage = data_path("garbage.safetensors");
+  std::string g = bytes;
+  g[8] = '#';  // the JSON header's opening brace
+  write_bytes(garbage, g);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, garbage); }), "malformed safetensors header"));
+
+  soundnet::model<soundnet::soundnet8<>> net8;
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net8, good); }),
+                      "weights are for soundnet5 but the model is soundnet8"));
+  soundnet::model<soundnet::soundnet5<1000, 365>> net365;
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net365, good); }),
+                      "'conv5_scenes.weight' has shape (401, 256, 16) but the model expects (365, 256, 16)"));
+
+  auto tensors = soundnet::io::weight_tensors(net);
+  auto without = tensors;
+  without.erase(without.begin() + 2);
+  const std::string missing = data_path("missing.safetensors");
+  soundnet::io::write_safetensors(missing, without);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, missing); }), "missing tensors for soundnet5: bn1.weight"));
+  auto extra = tensors;
+  extra.push_back({"conv9.weight", {2}, {1, 2}});
+  extra.push_back({"bn1.num_batches_tracked", {}, {0}});  // PyTorch's counter: skipped
+  const std::string unknown = data_path("unknown.safetensors");
+  soundnet::io::write_safetensors(unknown, extra);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, unknown); }), "does not have: conv9.weight"));
+  auto nan = tensors;
+  nan[0].values[5] = std::nanf("");
+  const std::string with_nan = data_path("nan.safetensors");
+  soundnet::io::write_safetensors(with_nan, nan);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_weights(net, with_nan); }),
+                      "'conv1.weight' has a non-finite value at element 5"));
+  // a failed load leaves the model as it was
+  net5 fresh(9), reference(9);
+  try {
+    soundnet::io::load_weights(fresh, with_nan);
+  } catch (const soundnet::error&) {
+  }
+  const auto& p = fresh.parameter_named("conv1.weight");
+  BOOST_TEST(std::equal(p.value, p.value + p.size, reference.parameter_named("conv1.weight").value));
+}
+
+BOOST_AUTO_TEST_CASE(weights_from_a_float16_file_are_refused) {
+  // A hand-written header with an F16 tensor.
+  const std::string header = R"({"conv1.weight":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})";
+  std::string bytes(8, '\0');
+  bytes[0] = static_cast<char>(header.size());
+  bytes += header + std::string(2, '\0');
+  const std::string path = data_path("f16.safetensors");
+  write_bytes(path, bytes);
+  net5 net;
+  const auto file = soundnet::io::read_safetensors(path);
+  BOOST_TEST(contains(error_of([&] { file.values<float>("conv1.weight"); }), "dtype F16"));
+}
+
+BOOST_AUTO_TEST_CASE(npy_reader_is_strict) {
+  xt::xtensor<float, 2> a = {{1, 2, 3}, {4, 5, 6}};
+  const std::string path = data_path("a.npy");
+  soundnet::io::write_npy(path, a);
+  const auto back = soundnet::io::read_npy<float>(path);
+  BOOST_TEST((back.shape() == std::vector<std::size_t>{2, 3}));
+  BOOST_TEST(back(1, 2) == 6.0f);
+  const auto as_double = soundnet::io::read_npy<double>(path);
+  BOOST_TEST(as_double(0, 1) == 2.0);
+
+  const std::string bytes = read_bytes(path);
+  const std::string cut = data_path("cut.npy");
+  write_bytes(cut, bytes.substr(0, bytes.size() - 4));
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(cut); }), "cut.npy: truncated"));
+  const std::string magic = data_path("magic.npy");
+  write_bytes(magic, "PK\x03\x04 not an npy file");
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(magic); }), "not a .npy file"));
+  std::string ints = bytes;
+  ints.replace(ints.find("<f4"), 3, "<i4");
+  const std::string int_path = data_path("ints.npy");
+  write_bytes(int_path, ints);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(int_path); }), "dtype '<i4' is not supported"));
+  std::string fortran = bytes;
+  fortran.replace(fortran.find("False"), 5, "True ");
+  const std::string f_path = data_path("fortran.npy");
+  write_bytes(f_path, fortran);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(f_path); }), "Fortran-order"));
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(data_path("nothing.npy")); }), "cannot open"));
+}
+
+BOOST_AUTO_TEST_CASE(training_resumes_bit_for_bit_from_a_checkpoint) {
+  using model_t = soundnet::model<soundnet::soundnet5<5, 3>>;
+  const long samples = 70000, steps = model_t::output_length(samples);
+  xt::xtensor<float, 3> t_obj = xt::zeros<float>({std::size_t(2), std::size_t(5), std::size_t(steps)});
+  xt::xtensor<float, 3> t_scn = xt::zeros<float>({std::size_t(2), std::size_t(3), std::size_t(steps)});
+  t_obj.fill(0.2f);
+  t_scn.fill(1.0f / 3);
+  auto train = [&](model_t& net, soundnet::adam<float>& opt, int from, int to) {
+    for (int s = from; s < to; ++s) {
+      net.forward(waveforms(2, samples, static_cast<float>(s)), soundnet::mode::training);
+      net.kl_loss(t_obj, t_scn);
+      net.zero_grad();
+      net.backward();
+      opt.step();
+    }
+  };
+  soundnet::adam_options o;
+  o.lr = 3e-3;
+  model_t straight(4);
+  soundnet::adam<float> opt_straight(straight, o);
+  train(straight, opt_straight, 0, 4);
+
+  model_t first(4);
+  soundnet::adam<float> opt_first(first, o);
+  train(first, opt_first, 0, 2);
+  const std::string path = data_path("checkpoint.safetensors");
+  soundnet::io::save_checkpoint(first, opt_first, path, {{"note", "two steps"}});
+  model_t resumed(99);  // other initial weights: all must come from the checkpoint
+  soundnet::adam<float> opt_resumed(resumed);
+  const auto meta = soundnet::io::load_checkpoint(resumed, opt_resumed, path);
+  BOOST_TEST(meta.at("note") == "two steps");
+  BOOST_TEST(opt_resumed.steps() == 2);
+  BOOST_TEST(opt_resumed.options().lr == 3e-3);
+  train(resumed, opt_resumed, 2, 4);
+  for (std::size_t i = 0; i < straight.parameters().size(); ++i) {
+    const auto &p = straight.parameters()[i], &q = resumed.parameters()[i];
+    BOOST_TEST(std::memcmp(p.value, q.value, p.size * sizeof(float)) == 0, p.name);
+  }
+  // weights load from a checkpoint too; a weights file is not a checkpoint
+  model_t plain;
+  soundnet::io::load_weights(plain, path);
+  const std::string weights_only = data_path("weights-only.safetensors");
+  soundnet::io::save_weights(plain, weights_only);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::load_checkpoint(plain, opt_resumed, weights_only); }),
+                      "not a soundnet checkpoint"));
+}

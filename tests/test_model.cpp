@@ -1,0 +1,196 @@
+// Network types, shapes, read-outs, initialisation, batching, errors and Adam.
+#define BOOST_TEST_MODULE model
+#include <boost/test/unit_test.hpp>
+
+#include <soundnet/soundnet.hpp>
+#include <xtensor/xview.hpp>
+
+#include <cmath>
+#include <set>
+
+using soundnet::soundnet5;
+using soundnet::soundnet8;
+
+// ---- compile-time shapes: ../shared/README.md section 1, for 441,000 samples (20 s) --------
+using shape8 = soundnet8<>::shape_for<441000>;
+static_assert(shape8::lengths[1] == 220501, "conv1");     // Table 1 prints 220,050: a typo
+static_assert(shape8::lengths[4] == 27562, "pool1");      // Table 1 prints 27,506: a typo
+static_assert(shape8::lengths[5] == 13782, "conv2");
+static_assert(shape8::lengths[8] == 1722, "pool2");
+static_assert(shape8::lengths[9] == 862, "conv3");
+static_assert(shape8::lengths[12] == 432, "conv4");
+static_assert(shape8::lengths[15] == 217, "conv5");
+static_assert(shape8::lengths[18] == 54, "pool5");
+static_assert(shape8::lengths[19] == 28, "conv6");
+static_assert(shape8::lengths[22] == 15, "conv7");
+static_assert(shape8::output_length == 4, "conv8");
+using shape5 = soundnet5<>::shape_for<441000>;
+static_assert(shape5::lengths[1] == 220501 && shape5::lengths[4] == 27562 && shape5::lengths[5] == 13782 &&
+                  shape5::lengths[8] == 1722 && shape5::lengths[9] == 862 && shape5::lengths[12] == 107 &&
+                  shape5::lengths[13] == 54 && shape5::output_length == 4,
+              "SoundNet-5 lengths (Table 2 repeats Table 1's row by mistake)");
+static_assert(soundnet8<>::channels[soundnet8<>::size] == 1401 && soundnet8<1000, 365>::channels[24] == 1024,
+              "heads are template parameters");
+static_assert(soundnet8<>::output_length(soundnet8<>::min_input_length()) == 1 &&
+                  soundnet8<>::output_length(soundnet8<>::min_input_length() - 1) == 0,
+              "the minimum input length is exact");
+
+BOOST_AUTO_TEST_CASE(read_out_names_follow_the_paper) {
+  soundnet::model<soundnet8<>> net8;
+  std::set<std::string> names(net8.output_names().begin(), net8.output_names().end());
+  for (const char* n : {"conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "pool1", "pool2", "pool5",
+                        "conv8_objects", "conv8_scenes", "conv1_linear", "bn1"})
+    BOOST_TEST(names.count(n) == 1u, n);
+  BOOST_TEST(names.count("pool3") == 0u);
+  soundnet::model<soundnet5<>> net5;
+  std::set<std::string> names5(net5.output_names().begin(), net5.output_names().end());
+  for (const char* n : {"conv1", "conv4", "pool1", "pool2", "pool3", "conv5_objects", "conv5_scenes"})
+    BOOST_TEST(names5.count(n) == 1u, n);
+}
+
+BOOST_AUTO_TEST_CASE(parameter_names_and_shapes_match_a_pytorch_state_dict) {
+  soundnet::model<soundnet8<1000, 365>> net;
+  const auto& p = net.parameters();
+  BOOST_TEST(p.size() == 7u * 6u + 4u);
+  BOOST_TEST(p.front().name == "conv1.weight");
+  BOOST_TEST((p.front().shape == std::vector<std::size_t>{16, 1, 64}));
+  BOOST_TEST((net.parameter_named("conv7.weight").shape == std::vector<std::size_t>{1024, 512, 4}));
+  BOOST_TEST((net.parameter_named("bn3.running_var").shape == std::vector<std::size_t>{64}));
+  BOOST_TEST(!net.parameter_named("bn3.running_var").trainable());
+  BOOST_TEST((net.parameter_named("conv8_scenes.weight").shape == std::vector<std::size_t>{365, 1024, 8}));
+  BOOST_TEST((net.parameter_named("conv8_objects.bias").shape == std::vector<std::size_t>{1000}));
+  BOOST_CHECK_THROW(net.parameter_named("conv9.weight"), soundnet::error);
+}
+
+BOOST_AUTO_TEST_CASE(initialisation_follows_the_paper_and_is_seeded) {
+  soundnet::model<soundnet8<>> a(7), b(7), c(8);
+  const auto& w = a.parameter_named("conv7.weight");
+  double sum = 0, sq = 0;
+  for (std::size_t i = 0; i < w.size; ++i) sum += w.value[i], sq += double(w.value[i]) * w.value[i];
+  const double mean = sum / w.size, stddev = std::sqrt(sq / w.size - mean * mean);
+  BOOST_TEST(std::abs(mean) < 1e-4);
+  BOOST_TEST(std::abs(stddev - 0.01) < 1e-4);  // 2M draws
+  const auto& gamma = a.parameter_named("bn7.weight");
+  double gsum = 0;
+  for (std::size_t i = 0; i < gamma.size; ++i) gsum += gamma.value[i];
+  BOOST_TEST(std::abs(gsum / gamma.size - 1.0) < 0.01);
+  for (const char* zero : {"conv3.bias", "bn3.bias", "bn3.running_mean", "conv8_scenes.bias"}) {
+    const auto& z = a.parameter_named(zero);
+    BOOST_TEST(std::all_of(z.value, z.value + z.size, [](float v) { return v == 0.0f; }), zero);
+  }
+  const auto& rv = a.parameter_named("bn3.running_var");
+  BOOST_TEST(std::all_of(rv.value, rv.value + rv.size, [](float v) { return v == 1.0f; }));
+  BOOST_TEST(std::equal(w.value, w.value + w.size, b.parameter_named("conv7.weight").value));
+  BOOST_TEST(!std::equal(w.value, w.value + w.size, c.parameter_named("conv7.weight").value));
+}
+
+namespace {
+xt::xtensor<float, 3> waveforms(std::size_t batch, std::size_t samples) {
+  xt::xtensor<float, 3> x = xt::zeros<float>({batch, std::size_t(1), samples});
+  for (std::size_t n = 0; n < batch; ++n)
+    for (std::size_t i = 0; i < samples; ++i)
+      x(n, 0, i) = static_cast<float>(100 * std::sin(0.01 * i * (n + 1)) + 20 * std::sin(0.37 * i + n));
+  return x;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_batch_equals_its_clips_one_by_one_in_inference) {
+  soundnet::model<soundnet5<>> net(3);
+  const auto x = waveforms(2, 70000);
+  const auto both = net.features(x, "conv4");
+  for (std::size_t n = 0; n < 2; ++n) {
+    xt::xtensor<float, 3> one = xt::view(x, xt::range(n, n + 1), xt::all(), xt::all());
+    const auto single = net.features(one, "conv4");
+    double diff = 0, norm = 0;
+    for (std::size_t i = 0; i < single.size(); ++i) {
+      const double d = single.data()[i] - both.data()[n * single.size() + i];
+      diff += d * d, norm += double(single.data()[i]) * single.data()[i];
+    }
+    BOOST_TEST(std::sqrt(diff / norm) < 1e-6);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(results_do_not_depend_on_the_thread_count) {
+  soundnet::model<soundnet5<>> net(3);
+  const auto x = waveforms(1, 70000);
+  soundnet::set_num_threads(1);
+  const auto one = net.features(x, "conv5_objects");
+  soundnet::set_num_threads(2);
+  const auto two = net.features(x, "conv5_objects");
+  double worst = 0;
+  for (std::size_t i = 0; i < one.size(); ++i) worst = std::max(worst, double(std::abs(one.data()[i] - two.data()[i])));
+  BOOST_TEST(worst < 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(bad_input_gets_a_clear_error) {
+  soundnet::model<soundnet8<>> net;
+  const long min = net.min_input_length();
+  try {
+    net.forward(waveforms(1, min - 1));
+    BOOST_FAIL("a too-short input was accepted");
+  } catch (const soundnet::shape_error& e) {
+    BOOST_TEST(std::string(e.what()).find("at least " + std::to_string(min) + " samples") != std::string::npos);
+  }
+  auto x = waveforms(1, min);
+  x(0, 0, 1234) = std::nanf("");
+  try {
+    net.forward(x);
+    BOOST_FAIL("NaN was accepted");
+  } catch (const soundnet::shape_error& e) {
+    BOOST_TEST(std::string(e.what()).find("sample 1234") != std::string::npos);
+  }
+  xt::xtensor<float, 3> stereo = xt::zeros<float>({std::size_t(1), std::size_t(2), std::size_t(min)});
+  BOOST_CHECK_THROW(net.forward(stereo), soundnet::shape_error);
+  BOOST_CHECK_THROW(net.output("pool1"), soundnet::error);  // no forward yet
+  net.forward(waveforms(1, min));
+  BOOST_CHECK_THROW(net.output("pool3"), soundnet::error);
+  BOOST_CHECK_THROW(net.backward(), soundnet::error);  // no loss yet
+  xt::xtensor<float, 3> wrong = xt::zeros<float>({std::size_t(1), std::size_t(1000), std::size_t(2)});
+  xt::xtensor<float, 3> scenes = xt::zeros<float>({std::size_t(1), std::size_t(401), std::size_t(1)});
+  BOOST_CHECK_THROW(net.kl_loss(wrong, scenes), soundnet::shape_error);
+}
+
+BOOST_AUTO_TEST_CASE(adam_follows_pytorch_formulation) {
+  // An independent scalar implementation of torch.optim.Adam, three steps.
+  soundnet::model<soundnet5<3, 2>, double> net(5);
+  soundnet::adam_options o;
+  o.lr = 0.01, o.beta1 = 0.8, o.beta2 = 0.99, o.eps = 1e-3;
+  soundnet::adam opt(net, o);
+  auto& p = net.parameter_named("conv2.weight");
+  const double start = p.value[7];
+  double value = start, m = 0, v = 0;
+  const double grads[] = {0.3, -0.05, 0.002};
+  for (int step = 1; step <= 3; ++step) {
+    net.zero_grad();
+    p.grad[7] = grads[step - 1];
+    opt.step();
+    m = o.beta1 * m + (1 - o.beta1) * grads[step - 1];
+    v = o.beta2 * v + (1 - o.beta2) * grads[step - 1] * grads[step - 1];
+    const double mhat = m / (1 - std::pow(o.beta1, step)), vhat = v / (1 - std::pow(o.beta2, step));
+    value -= o.lr * mhat / (std::sqrt(vhat) + o.eps);
+    BOOST_TEST(p.value[7] == value, boost::test_tools::tolerance(1e-12));
+  }
+  BOOST_TEST(opt.steps() == 3);
+  BOOST_CHECK_THROW((soundnet::adam(net, soundnet::adam_options{-1.0})), soundnet::error);
+}
+
+BOOST_AUTO_TEST_CASE(training_reduces_the_loss_on_a_fixed_batch) {
+  soundnet::model<soundnet5<4, 3>> net(11);
+  soundnet::adam opt(net);
+  const auto x = waveforms(2, 70000);
+  const long steps = net.output_length(70000);
+  xt::xtensor<float, 3> t_obj = xt::zeros<float>({std::size_t(2), std::size_t(4), std::size_t(steps)});
+  xt::xtensor<float, 3> t_scn = xt::zeros<float>({std::size_t(2), std::size_t(3), std::size_t(steps)});
+  for (long j = 0; j < steps; ++j) t_obj(0, 1, j) = t_obj(1, 3, j) = t_scn(0, 0, j) = t_scn(1, 2, j) = 1.0f;
+  double first = 0, last = 0;
+  for (int i = 0; i < 30; ++i) {
+    net.forward(x, soundnet::mode::training);
+    last = net.kl_loss(t_obj, t_scn);
+    if (i == 0) first = last;
+    net.zero_grad();
+    net.backward();
+    opt.step();
+  }
+  BOOST_TEST_MESSAGE("loss " << first << " -> " << last);
+  BOOST_TEST(last < 0.5 * first);
+}
