@@ -37,7 +37,9 @@ struct extract {
     const auto wave = cli::read_waveform(input);
     const long samples = static_cast<long>(wave.size());
     try {
-      net.forward(wave.data(), 1, samples, soundnet::mode::inference);
+      const bool all = a.has("--all-layers") || net.inside_fused_block(layer);
+      net.forward(wave.data(), 1, samples, soundnet::mode::inference,
+                  all ? soundnet::keep::all : soundnet::keep::block_outputs);
     } catch (const soundnet::shape_error& e) {
       throw soundnet::io_error(input, e.what());
     }

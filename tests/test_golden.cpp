@@ -76,13 +76,32 @@ double subsampled_error(const T* ours, std::size_t size, const std::string& key)
 BOOST_AUTO_TEST_CASE(eval_activations_match_pytorch_float32) {
   soundnet::model<soundnet::soundnet5<>> net;
   formula_weights(net);
-  net.forward(formula_waves<float>(1));
+  net.forward(formula_waves<float>(1), soundnet::mode::inference, soundnet::keep::all);
   for (const auto& name : net.output_names()) {
     const auto out = net.output(name);
     const double err = subsampled_error(out.data(), out.size(), "eval." + name);
     BOOST_TEST_MESSAGE(name << ": relative L2 error " << err);
     BOOST_TEST(err <= 1e-4);
   }
+}
+
+BOOST_AUTO_TEST_CASE(fused_inference_matches_pytorch_float32) {
+  soundnet::model<soundnet::soundnet5<>> net;
+  formula_weights(net);
+  net.forward(formula_waves<float>(1));  // keep::block_outputs: conv + BN + ReLU fused
+  std::size_t compared = 0;
+  for (const auto& name : net.output_names()) {
+    if (net.inside_fused_block(name)) {
+      BOOST_CHECK_THROW(net.output(name), soundnet::error);
+      continue;
+    }
+    const auto out = net.output(name);
+    const double err = subsampled_error(out.data(), out.size(), "eval." + name);
+    BOOST_TEST_INFO(name << ": relative L2 error " << err);
+    BOOST_TEST(err <= 1e-4);
+    ++compared;
+  }
+  BOOST_TEST(compared == 4u + 3u + 2u);  // conv1..conv4, pool1..pool3, two heads
 }
 
 BOOST_AUTO_TEST_CASE(first_training_step_matches_pytorch_float64) {

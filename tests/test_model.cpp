@@ -31,6 +31,11 @@ static_assert(shape5::lengths[1] == 220501 && shape5::lengths[4] == 27562 && sha
               "SoundNet-5 lengths (Table 2 repeats Table 1's row by mistake)");
 static_assert(soundnet8<>::channels[soundnet8<>::size] == 1401 && soundnet8<1000, 365>::channels[24] == 1024,
               "heads are template parameters");
+// 2 x multiply-adds of the convolutions, summed by hand from the lengths above
+static_assert(soundnet8<>::forward_flops(441000) ==
+                  2.0 * (16.0 * 1 * 64 * 220501 + 32.0 * 16 * 32 * 13782 + 64.0 * 32 * 16 * 862 + 128.0 * 64 * 8 * 432 +
+                         256.0 * 128 * 4 * 217 + 512.0 * 256 * 4 * 28 + 1024.0 * 512 * 4 * 15 + 1401.0 * 1024 * 8 * 4),
+              "SoundNet-8 forward FLOPs (about 1.26 GFLOP)");
 static_assert(soundnet8<>::output_length(soundnet8<>::min_input_length()) == 1 &&
                   soundnet8<>::output_length(soundnet8<>::min_input_length() - 1) == 0,
               "the minimum input length is exact");
@@ -193,4 +198,33 @@ BOOST_AUTO_TEST_CASE(training_reduces_the_loss_on_a_fixed_batch) {
   }
   BOOST_TEST_MESSAGE("loss " << first << " -> " << last);
   BOOST_TEST(last < 0.5 * first);
+}
+
+BOOST_AUTO_TEST_CASE(fused_inference_equals_the_layer_by_layer_path) {
+  soundnet::model<soundnet8<>> net(21);
+  const auto x = waveforms(2, 230000);
+  net.forward(x, soundnet::mode::inference, soundnet::keep::all);
+  std::vector<xt::xtensor<float, 3>> full;
+  std::vector<std::string> names;
+  for (const auto& name : net.output_names())
+    if (!net.inside_fused_block(name)) full.push_back(net.output(name)), names.push_back(name);
+  BOOST_TEST(names.size() == 7u + 3u + 2u);
+  net.forward(x);  // fused
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto fused = net.output(names[i]);
+    double diff = 0, norm = 0;
+    for (std::size_t j = 0; j < fused.size(); ++j) {
+      const double d = double(fused.data()[j]) - full[i].data()[j];
+      diff += d * d, norm += double(full[i].data()[j]) * full[i].data()[j];
+    }
+    BOOST_TEST_INFO(names[i]);
+    BOOST_TEST(std::sqrt(diff / norm) < 1e-5);
+  }
+  BOOST_TEST(net.inside_fused_block("bn3"));
+  BOOST_TEST(!net.inside_fused_block("conv3"));
+  BOOST_CHECK_THROW(net.output("conv3_linear"), soundnet::error);
+  xt::xtensor<float, 3> t_obj = xt::ones<float>({std::size_t(2), std::size_t(1000), std::size_t(1)}) / 1000.0f;
+  xt::xtensor<float, 3> t_scn = xt::ones<float>({std::size_t(2), std::size_t(401), std::size_t(1)}) / 401.0f;
+  net.kl_loss(t_obj, t_scn);                             // the logits are there
+  BOOST_CHECK_THROW(net.backward(), soundnet::error);    // the activations are not
 }

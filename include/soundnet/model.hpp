@@ -9,6 +9,8 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/model.hpp"
 #endif
 
+#include <array>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -85,25 +87,36 @@ class model {
   const std::vector<std::string>& output_names() const { return tap_names_; }
   bool has_output(const std::string& name) const { return find_tap(name) >= 0; }
 
+  /// True for the read-outs inside a conv + batch norm + ReLU block (conv{i}_linear, bn{i}),
+  /// which a fused inference forward (keep::block_outputs) does not keep.
+  bool inside_fused_block(const std::string& name) const {
+    const long tap = find_tap(name);
+    return tap >= 0 && skipped_when_fused(taps_[tap].act);
+  }
+
   // ---- forward ------------------------------------------------------------------------
 
   /// Runs the network on waveforms (N, 1, samples). Throws shape_error for a wrong shape,
-  /// an input shorter than min_input_length(), or a non-finite sample.
-  void forward(const tensor& waveforms, mode m = mode::inference) {
-    if (waveforms.shape(1) != 1)
+  /// an input shorter than min_input_length(), or a non-finite sample. In inference mode
+  /// `k` chooses the read-outs kept (keep::block_outputs fuses conv, batch norm and ReLU).
+  void forward(const tensor& waveforms, mode m = mode::inference, keep k = keep::block_outputs) {
+    if (waveforms.dimension() != 3 || waveforms.shape(1) != 1)
       throw shape_error("waveforms must have shape (batch, 1, samples); got " + shape_string(waveforms));
-    forward(waveforms.data(), static_cast<long>(waveforms.shape(0)), static_cast<long>(waveforms.shape(2)), m);
+    forward(waveforms.data(), static_cast<long>(waveforms.shape(0)), static_cast<long>(waveforms.shape(2)), m, k);
   }
 
   /// As above on a host buffer (N, 1, samples).
-  void forward(const T* waveforms, long batch, long samples, mode m = mode::inference) {
+  void forward(const T* waveforms, long batch, long samples, mode m = mode::inference,
+               keep k = keep::block_outputs) {
     check_input(waveforms, batch, samples);
     const auto lengths = Net::lengths(samples);
+    fused_ = m == mode::inference && k == keep::block_outputs;
     batch_ = batch;
     for (std::size_t i = 0; i <= num_layers; ++i) {
       lengths_[i] = lengths[i];
+      kept_[i] = !(fused_ && skipped_when_fused(i));
       const long size = batch * Net::channels[i] * lengths[i];
-      if (static_cast<long>(acts_[i].size()) != size) acts_[i].resize(size);
+      if (kept_[i] && static_cast<long>(acts_[i].size()) != size) acts_[i].resize(size);
     }
     ops<Device, T>::copy_from_host(waveforms, batch * samples, acts_[0].data());
     forward_layers(m, std::make_index_sequence<num_layers>{});
@@ -118,6 +131,9 @@ class model {
     const long tap = find_tap(name);
     if (tap < 0) throw error(unknown_output_message(name));
     const auto& where = taps_[tap];
+    if (!kept_[where.act])
+      throw error("'" + name + "' is not kept by an inference forward that fuses conv, batch norm and ReLU; "
+                  "use forward(x, mode::inference, keep::all)");
     const long t = lengths_[where.act];
     const long c_total = Net::channels[where.act];
     tensor out = xt::empty<T>({static_cast<std::size_t>(batch_), static_cast<std::size_t>(where.c_count),
@@ -128,10 +144,12 @@ class model {
     return out;
   }
 
-  /// Forward in inference mode, then the read-out `name`.
+  /// Forward in inference mode, then the read-out `name` (fused unless `name` lies inside a
+  /// block: conv{i}_linear, bn{i}).
   tensor features(const tensor& waveforms, const std::string& name) {
-    if (!has_output(name)) throw error(unknown_output_message(name));
-    forward(waveforms, mode::inference);
+    const long tap = find_tap(name);
+    if (tap < 0) throw error(unknown_output_message(name));
+    forward(waveforms, mode::inference, skipped_when_fused(taps_[tap].act) ? keep::all : keep::block_outputs);
     return output(name);
   }
 
@@ -186,6 +204,10 @@ class model {
     backward_from(logit_grad_.data());
   }
 
+  /// With timing on, forward() records the seconds each layer took (layer_seconds()).
+  void set_layer_timing(bool on) { timing_ = on; }
+  const std::array<double, num_layers>& layer_seconds() const { return layer_seconds_; }
+
   long batch() const { return batch_; }
   mode last_mode() const { return mode_; }
 
@@ -217,12 +239,49 @@ class model {
 
   template <std::size_t... I>
   void forward_layers(mode m, std::index_sequence<I...>) {
-    (std::get<I>(layers_).forward(acts_[I].data(), batch_, lengths_[I], acts_[I + 1].data(),
-                                  lengths_[I + 1], m, workspace_),
-     ...);
+    (forward_layer<I>(m), ...);
+  }
+
+  // Layer I is a convolution followed by batch norm and ReLU: fusable in inference.
+  static constexpr bool fusable(std::size_t i) {
+    return i + 2 < num_layers && Net::kinds[i] == layer_kind::conv1d && Net::kinds[i + 1] == layer_kind::batch_norm &&
+           Net::kinds[i + 2] == layer_kind::relu;
+  }
+  // acts_[a] (the output of layer a - 1) is not computed by the fused path.
+  static constexpr bool skipped_when_fused(std::size_t a) {
+    return a >= 1 && (fusable(a - 1) || (a >= 2 && fusable(a - 2)));
+  }
+
+  // Layer j is the batch norm or the ReLU of a fusable block.
+  static constexpr bool fused_away(std::size_t j) { return (j >= 1 && fusable(j - 1)) || (j >= 2 && fusable(j - 2)); }
+
+  template <std::size_t I>
+  void forward_layer(mode m) {
+    if (fused_ && fused_away(I)) {  // done by the fused convolution
+      if (timing_) layer_seconds_[I] = 0;
+      return;
+    }
+    const auto start = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    if constexpr (fusable(I)) {
+      if (fused_) {
+        auto& conv = std::get<I>(layers_);
+        auto& bn = std::get<I + 1>(layers_);
+        ops<Device, T>::conv1d_bn_relu_forward(
+            acts_[I].data(), conv.w.data(), conv.b.data(), bn.gamma.data(), bn.beta.data(), bn.running_mean.data(),
+            bn.running_var.data(), bn.eps, acts_[I + 3].data(), conv.geometry(batch_, lengths_[I], lengths_[I + 1]),
+            workspace_, scale_shift_);
+      }
+    }
+    if (!(fusable(I) && fused_))
+      std::get<I>(layers_).forward(acts_[I].data(), batch_, lengths_[I], acts_[I + 1].data(), lengths_[I + 1], m,
+                                   workspace_);
+    if (timing_) layer_seconds_[I] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   void backward_from(const T* logit_grad) {
+    if (fused_)
+      throw error("backward() needs every activation: run forward(x, mode::training) or "
+                  "forward(x, mode::inference, keep::all) first");
     std::size_t largest = 0;
     for (std::size_t i = 1; i < num_layers; ++i) largest = std::max(largest, acts_[i].size());
     for (auto& g : grads_)
@@ -300,7 +359,10 @@ class model {
   buffer workspace_;
   long batch_ = 0;
   mode mode_ = mode::inference;
-  bool has_forward_ = false, has_logit_grad_ = false;
+  bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false;
+  std::array<bool, num_layers + 1> kept_{};
+  buffer scale_shift_;
+  std::array<double, num_layers> layer_seconds_{};
 };
 
 }  // namespace soundnet

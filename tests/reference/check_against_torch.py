@@ -112,6 +112,17 @@ def check_eval(args):
                     check(f"eval {arch} {samples} {name}", False, f"relative L2 error {err:.3g} > 1e-4")
             check(f"eval {arch} {samples} samples, {len(taps)} read-outs", worst <= 1e-4,
                   f"worst relative L2 error {worst:.3g} ({worst_name})")
+            # one read-out at a time: the fused inference path (conv + BN + ReLU in one pass)
+            worst, worst_name = 0.0, ""
+            for name in ("conv1", "pool2", "conv4", f"{net.head_name}_objects", f"{net.head_name}_scenes"):
+                path = os.path.join(outdir, f"fused-{name}.npy")
+                run([args.extract, "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--layer", name,
+                     "--out", path])
+                err = rel_l2(np.load(path), taps[name][0].numpy())
+                if err > worst:
+                    worst, worst_name = err, name
+            check(f"eval {arch} {samples} samples, fused path", worst <= 1e-4,
+                  f"worst relative L2 error {worst:.3g} ({worst_name})")
 
 
 def make_batch(workdir, arch, batch, samples, seed):

@@ -32,6 +32,11 @@ namespace soundnet {
 /// running statistics are updated.
 enum class mode { inference, training };
 
+/// Which read-outs an inference forward keeps. block_outputs: conv + batch norm + ReLU run
+/// fused in one pass, so each block's conv{i}_linear and bn{i} are not kept (faster, less
+/// memory); all: every read-out. Training always keeps all.
+enum class keep { block_outputs, all };
+
 /// A view of one named tensor of a model: a trainable parameter (grad set) or a running
 /// statistic of batch norm (grad null).
 template <class T>

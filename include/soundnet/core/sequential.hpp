@@ -28,6 +28,14 @@ struct sequential {
   static constexpr std::array<layer_kind, size> kinds = {Layers::kind...};
 
  private:
+  template <class L>
+  static constexpr double conv_flops(int c_in, long t_out) {
+    if constexpr (L::kind == layer_kind::conv1d || L::kind == layer_kind::two_head_conv1d)
+      return 2.0 * L::out * c_in * L::kernel * static_cast<double>(t_out);
+    else
+      return 0.0;
+  }
+
   static constexpr bool starts_with_convolution() {
     return kinds[0] == layer_kind::conv1d || kinds[0] == layer_kind::two_head_conv1d;
   }
@@ -105,6 +113,23 @@ struct sequential {
       if (output_length(mid) >= 1) hi = mid; else lo = mid + 1;
     }
     return lo;
+  }
+
+  /// Floating-point operations of each layer in one forward pass of one clip: a convolution's
+  /// multiply-adds count 2; batch norm, ReLU and pooling (under 1% together) count 0.
+  static constexpr std::array<double, size> layer_flops(long samples) {
+    const auto len = lengths(samples);
+    std::array<double, size> flops{};
+    std::size_t i = 0;
+    ((flops[i] = conv_flops<Layers>(channels[i], len[i + 1]), ++i), ...);
+    return flops;
+  }
+
+  /// Floating-point operations of one forward pass of one clip (the sum of layer_flops).
+  static constexpr double forward_flops(long samples) {
+    double total = 0;
+    for (double f : layer_flops(samples)) total += f;
+    return total;
   }
 
   /// Compile-time shape for a fixed input length.

@@ -34,27 +34,27 @@ struct ops<cpu, T> {
 
   // ---- convolution: im2col + GEMM ------------------------------------------------------
 
-  /// cols(c*K + k, t) = x(c, t*S + k - P), 0 outside the input.
-  static void im2col(const T* x, const conv_geometry& g, T* cols) {  // x (C_in, T_in), cols (C_in*K, T_out)
+  /// cols(c*K + k, t - t0) = x(c, t*S + k - P) for t in [t0, t0 + width), 0 outside the input.
+  static void im2col(const T* x, const conv_geometry& g, T* cols, long t0, long width) {  // x (C_in, T_in), cols (C_in*K, width)
     const long rows = g.c_in * g.kernel;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (width * rows > 65536)
     for (long r = 0; r < rows; ++r) {
       const long c = r / g.kernel, k = r % g.kernel;
       const T* xc = x + c * g.t_in;
-      T* out = cols + r * g.t_out;
+      T* out = cols + r * width - t0;  // indexed by absolute t
       // valid t: 0 <= t*S + k - P < T_in
       long t_lo = g.padding > k ? (g.padding - k + g.stride - 1) / g.stride : 0;
       long t_hi = (g.t_in - 1 + g.padding - k) >= 0 ? (g.t_in - 1 + g.padding - k) / g.stride + 1 : 0;
-      t_lo = std::min(t_lo, g.t_out);
-      t_hi = std::max(t_lo, std::min(t_hi, g.t_out));
-      std::fill(out, out + t_lo, T(0));
+      t_lo = std::min(std::max(t_lo, t0), t0 + width);
+      t_hi = std::max(t_lo, std::min(t_hi, t0 + width));
+      std::fill(out + t0, out + t_lo, T(0));
       const T* src = xc + (t_lo * g.stride + k - g.padding);
       if (g.stride == 1) {
         std::copy(src, src + (t_hi - t_lo), out + t_lo);
       } else {
         for (long t = t_lo; t < t_hi; ++t, src += g.stride) out[t] = *src;
       }
-      std::fill(out + t_hi, out + g.t_out, T(0));
+      std::fill(out + t_hi, out + t0 + width, T(0));
     }
   }
 
@@ -73,19 +73,35 @@ struct ops<cpu, T> {
     }
   }
 
-  /// y = conv(x, w) + b.  workspace grows to C_in*K*T_out.
+  /// y = conv(x, w) + b.  workspace grows to at most C_in*K*T_out.
   static void conv1d_forward(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
                              buffer& workspace) {  // x (N, C_in, T_in), w (C_out, C_in, K), b (C_out), y (N, C_out, T_out)
-    const long ck = g.c_in * g.kernel;
-    if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
-    const_matrix_map W(w, g.c_out, ck);
-    for (long n = 0; n < g.n; ++n) {
-      im2col(x + n * g.c_in * g.t_in, g, workspace.data());
-      const_matrix_map cols(workspace.data(), ck, g.t_out);
-      matrix_map Y(y + n * g.c_out * g.t_out, g.c_out, g.t_out);
-      Y.noalias() = W * cols;
-      add_bias(Y, b);
+    conv1d_forward_impl(x, w, y, g, workspace, [b](T* row, long o, long width) {
+      const T bo = b[o];
+      for (long j = 0; j < width; ++j) row[j] += bo;
+    });
+  }
+
+  /// Inference block: y = relu((conv(x, w) + b - mean) * gamma / sqrt(var + eps) + beta), the
+  /// batch norm applied in the GEMM's epilogue (one pass over the output).
+  static void conv1d_bn_relu_forward(const T* x, const T* w, const T* b, const T* gamma, const T* beta,
+                                     const T* mean, const T* var, double eps, T* y, const conv_geometry& g,
+                                     buffer& workspace, buffer& scale_shift) {
+    scale_shift.resize(2 * g.c_out);
+    T* scale = scale_shift.data();
+    T* shift = scale + g.c_out;
+    for (long o = 0; o < g.c_out; ++o) {
+      const double s = gamma[o] / std::sqrt(static_cast<double>(var[o]) + eps);
+      scale[o] = static_cast<T>(s);
+      shift[o] = static_cast<T>((static_cast<double>(b[o]) - mean[o]) * s + beta[o]);
     }
+    conv1d_forward_impl(x, w, y, g, workspace, [scale, shift](T* row, long o, long width) {
+      const T so = scale[o], ho = shift[o];
+      for (long j = 0; j < width; ++j) {
+        const T v = row[j] * so + ho;
+        row[j] = v > T(0) ? v : T(0);
+      }
+    });
   }
 
   /// Accumulates dw, db; writes dx (when not null).
@@ -99,7 +115,7 @@ struct ops<cpu, T> {
     if (dx) std::fill(dx, dx + g.n * g.c_in * g.t_in, T(0));
     for (long n = 0; n < g.n; ++n) {
       const_matrix_map dY(dy + n * g.c_out * g.t_out, g.c_out, g.t_out);
-      im2col(x + n * g.c_in * g.t_in, g, workspace.data());
+      im2col(x + n * g.c_in * g.t_in, g, workspace.data(), 0, g.t_out);
       const_matrix_map cols(workspace.data(), ck, g.t_out);
       dW.noalias() += dY * cols.transpose();
       dB += dY.rowwise().sum();
@@ -318,6 +334,48 @@ struct ops<cpu, T> {
   static void copy_from_host(const T* src, long size, T* dst) { std::copy(src, src + size, dst); }
 
  private:
+  /// Output columns per block of the blocked im2col: about 64K values of `cols`, which stay
+  /// in the L2 cache while the GEMM reads them.
+  static long chunk_columns(long ck, long t_out) {
+    return std::min(t_out, std::max(32L, 65536L / ck));
+  }
+
+  /// Blocked convolution: the output of each clip is cut into chunks of columns; each chunk's
+  /// im2col fits in cache and one GEMM computes (C_out, chunk). Chunks run in parallel when
+  /// there are enough of them; otherwise one GEMM per clip uses Eigen's threads.
+  /// epilogue(row, o, width) finishes output row o of a chunk in place.
+  template <class Epilogue>
+  static void conv1d_forward_impl(const T* x, const T* w, T* y, const conv_geometry& g, buffer& workspace,
+                                  const Epilogue& epilogue) {
+    const long ck = g.c_in * g.kernel;
+    const long tc = chunk_columns(ck, g.t_out);
+    const long chunks = (g.t_out + tc - 1) / tc;
+    const_matrix_map W(w, g.c_out, ck);
+    using strided_map = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
+    auto run_chunk = [&](long n, long t0, long width, T* cols) {
+      im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
+      T* out = y + n * g.c_out * g.t_out + t0;
+      strided_map Y(out, g.c_out, width, Eigen::OuterStride<>(g.t_out));
+      Y.noalias() = W * const_matrix_map(cols, ck, width);
+      for (long o = 0; o < g.c_out; ++o) epilogue(out + o * g.t_out, o, width);
+    };
+    if (g.n * chunks >= 4L * num_threads()) {
+#pragma omp parallel
+      {
+        static thread_local buffer cols;
+        if (static_cast<long>(cols.size()) < ck * tc) cols.resize(ck * tc);
+#pragma omp for schedule(dynamic)
+        for (long item = 0; item < g.n * chunks; ++item) {
+          const long n = item / chunks, t0 = (item % chunks) * tc;
+          run_chunk(n, t0, std::min(tc, g.t_out - t0), cols.data());
+        }
+      }
+    } else {
+      if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
+      for (long n = 0; n < g.n; ++n) run_chunk(n, 0, g.t_out, workspace.data());
+    }
+  }
+
   // y = (x - mean) * scale + beta over n rows of length t, `stride` apart. Subtracting the
   // mean first keeps the absolute error small near 0, where the following ReLU decides.
   static void normalize(const T* x, long n, long stride, long t, T mean, T scale, T beta, T* y) {
