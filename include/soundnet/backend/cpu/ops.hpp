@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -347,6 +349,9 @@ struct ops<cpu, T> {
   template <class Epilogue>
   static void conv1d_forward_impl(const T* x, const T* w, T* y, const conv_geometry& g, buffer& workspace,
                                   const Epilogue& epilogue) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (g.c_in == 1 && g.c_out % direct_rows == 0) return conv1d_direct_single_channel(x, w, y, g, workspace, epilogue);
+    }
     const long ck = g.c_in * g.kernel;
     const long tc = chunk_columns(ck, g.t_out);
     const long chunks = (g.t_out + tc - 1) / tc;
@@ -374,6 +379,73 @@ struct ops<cpu, T> {
       if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
       for (long n = 0; n < g.n; ++n) run_chunk(n, 0, g.t_out, workspace.data());
     }
+  }
+
+  // ---- direct kernel for one input channel (conv1) --------------------------------------
+#if defined(__AVX512F__)
+  static constexpr int direct_lanes = 16, direct_rows = 16;  // 16 accumulators of 16 floats
+#else
+  static constexpr int direct_lanes = 8, direct_rows = 8;    // AVX2 / SSE: 8 of 8 floats
+#endif
+  typedef float direct_vec __attribute__((vector_size(direct_lanes * sizeof(float))));
+
+  /// y(o, t) = sum_k w(o, k) x(t*S + k - P) for one input channel. The padded input is split
+  /// into S phases, phase p holding x(i*S + p - P), so each tap k reads a contiguous vector of
+  /// phase k % S at offset k / S; direct_rows output channels x direct_lanes steps accumulate
+  /// in registers. Weights are repacked as (C_out / rows, K, rows) for contiguous broadcasts.
+  template <class Epilogue>
+  static void conv1d_direct_single_channel(const float* x, const float* w, float* y, const conv_geometry& g,
+                                           buffer& workspace, const Epilogue& epilogue) {
+    const long S = g.stride, K = g.kernel, P = g.padding;
+    const long blocks = (g.t_out + direct_lanes - 1) / direct_lanes;
+    const long span = blocks * direct_lanes + (K - 1) / S + 1;  // phase length, with over-read room
+    const long row_blocks = g.c_out / direct_rows;
+    const long phase_size = g.n * S * span, packed_size = g.c_out * K;
+    if (static_cast<long>(workspace.size()) < phase_size + packed_size) workspace.resize(phase_size + packed_size);
+    float* phases = workspace.data();
+    float* packed = phases + phase_size;
+    for (long ob = 0; ob < row_blocks; ++ob)
+      for (long k = 0; k < K; ++k)
+        for (long r = 0; r < direct_rows; ++r) packed[(ob * K + k) * direct_rows + r] = w[(ob * direct_rows + r) * K + k];
+#pragma omp parallel for collapse(2) schedule(static)
+    for (long n = 0; n < g.n; ++n)
+      for (long p = 0; p < S; ++p) {
+        float* ph = phases + (n * S + p) * span;
+        const float* xn = x + n * g.t_in;
+        for (long i = 0; i < span; ++i) {
+          const long j = i * S + p - P;
+          ph[i] = j >= 0 && j < g.t_in ? xn[j] : 0.0f;
+        }
+      }
+    constexpr long blocks_per_task = 16;
+    const long tasks_per_row_block = (blocks + blocks_per_task - 1) / blocks_per_task;
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (long n = 0; n < g.n; ++n)
+      for (long task = 0; task < row_blocks * tasks_per_row_block; ++task) {
+        const long ob = task / tasks_per_row_block;
+        const long b_end = std::min(blocks, (task % tasks_per_row_block + 1) * blocks_per_task);
+        const float* wp = packed + ob * K * direct_rows;
+        for (long b = (task % tasks_per_row_block) * blocks_per_task; b < b_end; ++b) {
+          const long t = b * direct_lanes;
+          direct_vec acc[direct_rows] = {};
+          for (long p = 0; p < S; ++p) {  // taps k = j*S + p read phase p at offset j
+            const float* src = phases + (n * S + p) * span + t;
+            for (long k = p, j = 0; k < K; k += S, ++j) {
+              direct_vec v;
+              std::memcpy(&v, src + j, sizeof v);
+              const float* wk = wp + k * direct_rows;
+              for (int r = 0; r < direct_rows; ++r) acc[r] += wk[r] * v;
+            }
+          }
+          const long width = std::min<long>(direct_lanes, g.t_out - t);
+          for (int r = 0; r < direct_rows; ++r) {
+            const long o = ob * direct_rows + r;
+            float* out = y + (n * g.c_out + o) * g.t_out + t;
+            std::memcpy(out, &acc[r], width * sizeof(float));
+            epilogue(out, o, width);
+          }
+        }
+      }
   }
 
   // y = (x - mean) * scale + beta over n rows of length t, `stride` apart. Subtracting the
