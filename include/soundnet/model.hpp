@@ -204,9 +204,10 @@ class model {
     backward_from(logit_grad_.data());
   }
 
-  /// With timing on, forward() records the seconds each layer took (layer_seconds()).
+  /// With timing on, forward() and backward() record the seconds each layer took.
   void set_layer_timing(bool on) { timing_ = on; }
   const std::array<double, num_layers>& layer_seconds() const { return layer_seconds_; }
+  const std::array<double, num_layers>& layer_backward_seconds() const { return layer_backward_seconds_; }
 
   long batch() const { return batch_; }
   mode last_mode() const { return mode_; }
@@ -293,8 +294,11 @@ class model {
   template <std::size_t I>
   void backward_layer(const T* dy, int slot) {
     T* dx = I == 0 ? nullptr : grads_[slot].data();
+    const auto start = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     std::get<I>(layers_).backward(acts_[I].data(), acts_[I + 1].data(), dy, batch_, lengths_[I],
                                   lengths_[I + 1], dx, workspace_);
+    if (timing_)
+      layer_backward_seconds_[I] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if constexpr (I > 0) backward_layer<I - 1>(dx, 1 - slot);
   }
 
@@ -362,7 +366,7 @@ class model {
   bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false;
   std::array<bool, num_layers + 1> kept_{};
   buffer scale_shift_;
-  std::array<double, num_layers> layer_seconds_{};
+  std::array<double, num_layers> layer_seconds_{}, layer_backward_seconds_{};
 };
 
 }  // namespace soundnet

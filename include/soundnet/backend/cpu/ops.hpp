@@ -37,13 +37,14 @@ struct ops<cpu, T> {
   // ---- convolution: im2col + GEMM ------------------------------------------------------
 
   /// cols(c*K + k, t - t0) = x(c, t*S + k - P) for t in [t0, t0 + width), 0 outside the input.
-  static void im2col(const T* x, const conv_geometry& g, T* cols, long t0, long width) {  // x (C_in, T_in), cols (C_in*K, width)
+  static void im2col(const T* x, const conv_geometry& g, T* cols, long t0, long width, long ld = 0) {  // x (C_in, T_in), cols (C_in*K, width), rows ld apart
+    if (ld == 0) ld = width;
     const long rows = g.c_in * g.kernel;
 #pragma omp parallel for schedule(static) if (width * rows > 65536)
     for (long r = 0; r < rows; ++r) {
       const long c = r / g.kernel, k = r % g.kernel;
       const T* xc = x + c * g.t_in;
-      T* out = cols + r * width - t0;  // indexed by absolute t
+      T* out = cols + r * ld - t0;  // indexed by absolute t
       // valid t: 0 <= t*S + k - P < T_in
       long t_lo = g.padding > k ? (g.padding - k + g.stride - 1) / g.stride : 0;
       long t_hi = (g.t_in - 1 + g.padding - k) >= 0 ? (g.t_in - 1 + g.padding - k) / g.stride + 1 : 0;
@@ -60,16 +61,18 @@ struct ops<cpu, T> {
     }
   }
 
-  /// dx(c, t*S + k - P) += dcols(c*K + k, t): the adjoint of im2col.
-  static void col2im_add(const T* dcols, const conv_geometry& g, T* dx) {  // dcols (C_in*K, T_out), dx (C_in, T_in)
-#pragma omp parallel for schedule(static)
+  /// dx(c, t*S + k - P) += dcols(c*K + k, t - t0) for t in [t0, t0 + width): the adjoint of im2col.
+  static void col2im_add(const T* dcols, const conv_geometry& g, T* dx, long t0, long width, long ld = 0) {  // dcols (C_in*K, width), rows ld apart; dx (C_in, T_in)
+    if (ld == 0) ld = width;
+#pragma omp parallel for schedule(static) if (g.c_in * width > 65536)
     for (long c = 0; c < g.c_in; ++c) {
       T* dxc = dx + c * g.t_in;
       for (long k = 0; k < g.kernel; ++k) {
-        const T* src = dcols + (c * g.kernel + k) * g.t_out;
+        const T* src = dcols + (c * g.kernel + k) * ld - t0;  // indexed by absolute t
         long t_lo = g.padding > k ? (g.padding - k + g.stride - 1) / g.stride : 0;
         long t_hi = (g.t_in - 1 + g.padding - k) >= 0 ? (g.t_in - 1 + g.padding - k) / g.stride + 1 : 0;
-        t_hi = std::min(t_hi, g.t_out);
+        t_lo = std::max(t_lo, t0);
+        t_hi = std::min(t_hi, t0 + width);
         for (long t = t_lo; t < t_hi; ++t) dxc[t * g.stride + k - g.padding] += src[t];
       }
     }
@@ -110,22 +113,61 @@ struct ops<cpu, T> {
   static void conv1d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
                               const conv_geometry& g, buffer& workspace) {
     const long ck = g.c_in * g.kernel;
-    if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
-    const_matrix_map W(w, g.c_out, ck);
-    matrix_map dW(dw, g.c_out, ck);
-    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> dB(db, g.c_out);
+    const long tc = chunk_columns(ck, g.t_out);
+    const long chunks = (g.t_out + tc - 1) / tc;
+    const int threads = num_threads();
     if (dx) std::fill(dx, dx + g.n * g.c_in * g.t_in, T(0));
-    for (long n = 0; n < g.n; ++n) {
-      const_matrix_map dY(dy + n * g.c_out * g.t_out, g.c_out, g.t_out);
-      im2col(x + n * g.c_in * g.t_in, g, workspace.data(), 0, g.t_out);
-      const_matrix_map cols(workspace.data(), ck, g.t_out);
-      dW.noalias() += dY * cols.transpose();
-      dB += dY.rowwise().sum();
-      if (dx) {
-        matrix_map dcols(workspace.data(), ck, g.t_out);
-        dcols.noalias() = W.transpose() * dY;
-        col2im_add(workspace.data(), g, dx + n * g.c_in * g.t_in);
+    // Chunks two apart never touch the same input samples, so even and odd chunks can each
+    // scatter their input gradients in parallel.
+    const bool chunked = chunks > 1 && g.n * chunks >= 4L * threads && tc * g.stride >= g.kernel - g.stride;
+    if (!chunked) {  // few output steps: all clips' columns side by side, one GEMM each way
+      const long cols_n = g.n * g.t_out;
+      if (static_cast<long>(workspace.size()) < (ck + g.c_out) * cols_n) workspace.resize((ck + g.c_out) * cols_n);
+      T* cols = workspace.data();
+      T* dy_all = cols + ck * cols_n;  // (C_out, N*T_out)
+      for (long n = 0; n < g.n; ++n) {
+        im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
+        for (long o = 0; o < g.c_out; ++o)
+          std::copy(dy + (n * g.c_out + o) * g.t_out, dy + (n * g.c_out + o + 1) * g.t_out, dy_all + o * cols_n + n * g.t_out);
       }
+      const_matrix_map dY(dy_all, g.c_out, cols_n);
+      matrix_map(dw, g.c_out, ck).noalias() += dY * const_matrix_map(cols, ck, cols_n).transpose();
+      Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(db, g.c_out) += dY.rowwise().sum();
+      if (dx) {
+        matrix_map(cols, ck, cols_n).noalias() = const_matrix_map(w, g.c_out, ck).transpose() * dY;
+        for (long n = 0; n < g.n; ++n) col2im_add(cols + n * g.t_out, g, dx + n * g.c_in * g.t_in, 0, g.t_out, cols_n);
+      }
+      return;
+    }
+    // Per-thread gradient accumulators, reduced at the end.
+    const long wsize = g.c_out * ck;
+    if (static_cast<long>(workspace.size()) < threads * (wsize + g.c_out)) workspace.resize(threads * (wsize + g.c_out));
+    std::fill(workspace.begin(), workspace.begin() + threads * (wsize + g.c_out), T(0));
+#pragma omp parallel num_threads(threads)
+    {
+      int id = 0;
+#ifdef _OPENMP
+      id = omp_get_thread_num();
+#endif
+      T* my_dw = workspace.data() + id * (wsize + g.c_out);
+      T* my_db = my_dw + wsize;
+      static thread_local buffer scratch;
+      if (static_cast<long>(scratch.size()) < ck * tc) scratch.resize(ck * tc);
+      // schedule(static): each thread sums the same chunks in the same order on every run, so
+      // gradients (and a resumed training run) are reproducible bit for bit.
+      for (long parity = 0; parity < 2; ++parity) {
+        const long half = (chunks + 1 - parity) / 2;
+#pragma omp for schedule(static)
+        for (long item = 0; item < g.n * half; ++item) {
+          const long n = item / half, c = 2 * (item % half) + parity, t0 = c * tc;
+          backward_chunk(x, w, dy, dx, my_dw, my_db, g, n, t0, std::min(tc, g.t_out - t0), scratch.data());
+        }  // implicit barrier: the odd chunks start after every even chunk is done
+      }
+    }
+    for (int id = 0; id < threads; ++id) {
+      const T* t_dw = workspace.data() + id * (wsize + g.c_out);
+      for (long i = 0; i < wsize; ++i) dw[i] += t_dw[i];
+      for (long o = 0; o < g.c_out; ++o) db[o] += t_dw[wsize + o];
     }
   }
 
@@ -139,20 +181,23 @@ struct ops<cpu, T> {
     const double m = static_cast<double>(n) * t;
 #pragma omp parallel for schedule(static)
     for (long ch = 0; ch < c; ++ch) {
-      double sum = 0;
+      // One pass: sums of (x - shift) and its square in double; the shift (the first value)
+      // keeps the variance free of cancellation when the mean is large next to the spread.
+      const double shift_value = x[ch * t];
+      double sum = 0, sum_sq = 0;
       for (long i = 0; i < n; ++i) {
         const T* xc = x + (i * c + ch) * t;
-        for (long j = 0; j < t; ++j) sum += xc[j];
-      }
-      const double mean = sum / m;
-      double sq = 0;
-      for (long i = 0; i < n; ++i) {
-        const T* xc = x + (i * c + ch) * t;
+        double s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
         for (long j = 0; j < t; ++j) {
-          const double d = xc[j] - mean;
-          sq += d * d;
+          const double d = static_cast<double>(xc[j]) - shift_value;
+          s1 += d;
+          s2 += d * d;
         }
+        sum += s1, sum_sq += s2;
       }
+      const double mean = shift_value + sum / m;
+      const double sq = std::max(0.0, sum_sq - sum * sum / m);  // sum of squared deviations
       const double var = sq / m;
       const double invstd = 1.0 / std::sqrt(var + eps);
       save_mean[ch] = static_cast<T>(mean);
@@ -343,8 +388,9 @@ struct ops<cpu, T> {
   }
 
   /// Blocked convolution: the output of each clip is cut into chunks of columns; each chunk's
-  /// im2col fits in cache and one GEMM computes (C_out, chunk). Chunks run in parallel when
-  /// there are enough of them; otherwise one GEMM per clip uses Eigen's threads.
+  /// im2col fits in cache and one GEMM computes (C_out, chunk); chunks run in parallel. Where a
+  /// clip is one chunk (few output steps, many weights: conv6 and up), all clips' columns go
+  /// side by side into one GEMM, so the weights are read once, and Eigen's threads split it.
   /// epilogue(row, o, width) finishes output row o of a chunk in place.
   template <class Epilogue>
   static void conv1d_forward_impl(const T* x, const T* w, T* y, const conv_geometry& g, buffer& workspace,
@@ -364,7 +410,7 @@ struct ops<cpu, T> {
       Y.noalias() = W * const_matrix_map(cols, ck, width);
       for (long o = 0; o < g.c_out; ++o) epilogue(out + o * g.t_out, o, width);
     };
-    if (g.n * chunks >= 4L * num_threads()) {
+    if (chunks > 1 && g.n * chunks >= 4L * num_threads()) {
 #pragma omp parallel
       {
         static thread_local buffer cols;
@@ -375,9 +421,37 @@ struct ops<cpu, T> {
           run_chunk(n, t0, std::min(tc, g.t_out - t0), cols.data());
         }
       }
-    } else {
-      if (static_cast<long>(workspace.size()) < ck * g.t_out) workspace.resize(ck * g.t_out);
-      for (long n = 0; n < g.n; ++n) run_chunk(n, 0, g.t_out, workspace.data());
+    } else {  // few output steps: all clips' columns side by side, one GEMM (weights read once)
+      const long cols_n = g.n * g.t_out;
+      if (static_cast<long>(workspace.size()) < (ck + g.c_out) * cols_n) workspace.resize((ck + g.c_out) * cols_n);
+      T* cols = workspace.data();
+      T* out = cols + ck * cols_n;
+      for (long n = 0; n < g.n; ++n) im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
+      matrix_map(out, g.c_out, cols_n).noalias() = W * const_matrix_map(cols, ck, cols_n);
+      for (long n = 0; n < g.n; ++n)
+        for (long o = 0; o < g.c_out; ++o) {
+          T* row = y + (n * g.c_out + o) * g.t_out;
+          std::copy(out + o * cols_n + n * g.t_out, out + o * cols_n + (n + 1) * g.t_out, row);
+          epilogue(row, o, g.t_out);
+        }
+    }
+  }
+
+  /// Backward of output columns [t0, t0 + width) of clip n: dw += dY cols^T, db += rows of dY,
+  /// and (dx not null) dx += col2im(W^T dY). cols: C_in*K*width scratch values.
+  static void backward_chunk(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const conv_geometry& g,
+                             long n, long t0, long width, T* cols) {
+    const long ck = g.c_in * g.kernel;
+    using strided = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
+    strided dY(dy + n * g.c_out * g.t_out + t0, g.c_out, width, Eigen::OuterStride<>(g.t_out));
+    im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
+    matrix_map dW(dw, g.c_out, ck);
+    dW.noalias() += dY * const_matrix_map(cols, ck, width).transpose();
+    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(db, g.c_out) += dY.rowwise().sum();
+    if (dx) {
+      matrix_map dcols(cols, ck, width);
+      dcols.noalias() = const_matrix_map(w, g.c_out, ck).transpose() * dY;
+      col2im_add(cols, g, dx + n * g.c_in * g.t_in, t0, width);
     }
   }
 
