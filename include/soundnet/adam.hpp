@@ -41,6 +41,7 @@ class adam {
   template <class Model>
   explicit adam(Model& net, adam_options options = {}) : options_(options) {
     check(options_);
+    net.require_gradients();
     for (auto& p : net.parameters()) {
       if (!p.trainable()) continue;
       params_.push_back(&p);

@@ -69,7 +69,7 @@ class model {
   void initialize(std::uint64_t seed) {
     normal_generator rng(seed);
     std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);
-    zero_grad();
+    if (has_gradients_) zero_grad();
   }
 
   /// Every named tensor in state-dict order: parameters and batch-norm running statistics.
@@ -178,8 +178,19 @@ class model {
     return loss;
   }
 
+  /// Creates the gradient buffers if they do not exist yet (inference never needs them).
+  void require_gradients() {
+    if (has_gradients_) return;
+    std::apply([](auto&... l) { (l.allocate_gradients(), ...); }, layers_);
+    std::vector<parameter<T>> fresh;
+    std::apply([&](auto&... l) { (l.collect(fresh), ...); }, layers_);
+    for (std::size_t i = 0; i < params_.size(); ++i) params_[i].grad = fresh[i].grad;  // views stay in place
+    has_gradients_ = true;
+  }
+
   /// Sets every parameter gradient to 0.
   void zero_grad() {
+    require_gradients();
     for (auto& p : params_)
       if (p.grad) ops<Device, T>::fill(p.grad, static_cast<long>(p.size), T(0));
   }
@@ -280,6 +291,7 @@ class model {
   }
 
   void backward_from(const T* logit_grad) {
+    require_gradients();
     if (fused_)
       throw error("backward() needs every activation: run forward(x, mode::training) or "
                   "forward(x, mode::inference, keep::all) first");
@@ -363,7 +375,7 @@ class model {
   buffer workspace_;
   long batch_ = 0;
   mode mode_ = mode::inference;
-  bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false;
+  bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false, has_gradients_ = false;
   std::array<bool, num_layers + 1> kept_{};
   buffer scale_shift_;
   std::array<double, num_layers> layer_seconds_{}, layer_backward_seconds_{};

@@ -4,6 +4,7 @@
 //   setup(c_in, block)                       sizes parameters for c_in input channels;
 //                                            block is the 1-based convolution block index
 //   initialize(rng)                          the paper's initialisation
+//   allocate_gradients()                     creates (zeroed) gradient buffers
 //   collect(params)                          appends its parameter views (names of the
 //                                            PyTorch state dict of the obvious module)
 //   taps(names)                              appends the names of its output(s)
@@ -37,8 +38,9 @@ enum class mode { inference, training };
 /// memory); all: every read-out. Training always keeps all.
 enum class keep { block_outputs, all };
 
-/// A view of one named tensor of a model: a trainable parameter (grad set) or a running
-/// statistic of batch norm (grad null).
+/// A view of one named tensor of a model: a trainable parameter or a running statistic of
+/// batch norm. grad is null for running statistics, and for parameters until the model's
+/// gradients exist (model::require_gradients; zero_grad, backward and adam create them).
 template <class T>
 struct parameter {
   std::string name;
@@ -46,10 +48,16 @@ struct parameter {
   T* value = nullptr;
   T* grad = nullptr;
   std::size_t size = 0;
-  bool trainable() const { return grad != nullptr; }
+  bool is_trainable = false;
+  bool trainable() const { return is_trainable; }
 };
 
 namespace detail {
+
+template <class Buffer>
+auto grad_or_null(Buffer& b) -> decltype(b.data()) {
+  return b.empty() ? nullptr : b.data();
+}
 
 template <class Spec, class T, class Device, layer_kind Kind = Spec::kind>
 struct runtime_layer;
@@ -70,9 +78,12 @@ struct conv_layer {
     block = block_index;
     const long wsize = long(Spec::out) * c_in * Spec::kernel;
     w.assign(wsize, T(0));
-    dw.assign(wsize, T(0));
     b.assign(Spec::out, T(0));
-    db.assign(Spec::out, T(0));
+  }
+
+  void allocate_gradients() {
+    dw.assign(w.size(), T(0));
+    db.assign(b.size(), T(0));
   }
 
   void initialize(normal_generator& rng) {  // weights N(0, 0.01), biases 0
@@ -98,8 +109,8 @@ struct runtime_layer<Spec, T, Device, layer_kind::conv1d> : conv_layer<Spec, T, 
   std::string prefix() const { return "conv" + std::to_string(this->block); }
   void collect(std::vector<parameter<T>>& out) {
     const std::size_t o = Spec::out, ci = this->c_in, k = Spec::kernel;
-    out.push_back({prefix() + ".weight", {o, ci, k}, this->w.data(), this->dw.data(), o * ci * k});
-    out.push_back({prefix() + ".bias", {o}, this->b.data(), this->db.data(), o});
+    out.push_back({prefix() + ".weight", {o, ci, k}, this->w.data(), grad_or_null(this->dw), o * ci * k, true});
+    out.push_back({prefix() + ".bias", {o}, this->b.data(), grad_or_null(this->db), o, true});
   }
   void taps(std::vector<std::string>& names) const { names.push_back(prefix() + "_linear"); }
 };
@@ -110,11 +121,13 @@ struct runtime_layer<Spec, T, Device, layer_kind::two_head_conv1d> : conv_layer<
   void collect(std::vector<parameter<T>>& out) {
     const std::size_t ob = Spec::objects, sc = Spec::scenes, ci = this->c_in, k = Spec::kernel;
     T* w = this->w.data();
-    T* dw = this->dw.data();
-    out.push_back({prefix() + "_objects.weight", {ob, ci, k}, w, dw, ob * ci * k});
-    out.push_back({prefix() + "_objects.bias", {ob}, this->b.data(), this->db.data(), ob});
-    out.push_back({prefix() + "_scenes.weight", {sc, ci, k}, w + ob * ci * k, dw + ob * ci * k, sc * ci * k});
-    out.push_back({prefix() + "_scenes.bias", {sc}, this->b.data() + ob, this->db.data() + ob, sc});
+    T* dw = grad_or_null(this->dw);
+    T* db = grad_or_null(this->db);
+    out.push_back({prefix() + "_objects.weight", {ob, ci, k}, w, dw, ob * ci * k, true});
+    out.push_back({prefix() + "_objects.bias", {ob}, this->b.data(), db, ob, true});
+    out.push_back({prefix() + "_scenes.weight", {sc, ci, k}, w + ob * ci * k, dw ? dw + ob * ci * k : nullptr,
+                   sc * ci * k, true});
+    out.push_back({prefix() + "_scenes.bias", {sc}, this->b.data() + ob, db ? db + ob : nullptr, sc, true});
   }
   void taps(std::vector<std::string>& names) const {
     names.push_back(prefix() + "_objects");
@@ -139,8 +152,7 @@ struct runtime_layer<Spec, T, Device, layer_kind::batch_norm> {
   void setup(int c, int block_index) {
     channels = c;
     block = block_index;
-    for (auto* v : {&gamma, &beta, &dgamma, &dbeta, &running_mean, &saved_mean, &saved_invstd})
-      v->assign(c, T(0));
+    for (auto* v : {&gamma, &beta, &running_mean, &saved_mean, &saved_invstd}) v->assign(c, T(0));
     running_var.assign(c, T(1));
     std::fill(gamma.begin(), gamma.end(), T(1));
   }
@@ -154,12 +166,17 @@ struct runtime_layer<Spec, T, Device, layer_kind::batch_norm> {
 
   std::string prefix() const { return "bn" + std::to_string(block); }
 
+  void allocate_gradients() {
+    dgamma.assign(channels, T(0));
+    dbeta.assign(channels, T(0));
+  }
+
   void collect(std::vector<parameter<T>>& out) {
     const std::size_t c = channels;
-    out.push_back({prefix() + ".weight", {c}, gamma.data(), dgamma.data(), c});
-    out.push_back({prefix() + ".bias", {c}, beta.data(), dbeta.data(), c});
-    out.push_back({prefix() + ".running_mean", {c}, running_mean.data(), nullptr, c});
-    out.push_back({prefix() + ".running_var", {c}, running_var.data(), nullptr, c});
+    out.push_back({prefix() + ".weight", {c}, gamma.data(), grad_or_null(dgamma), c, true});
+    out.push_back({prefix() + ".bias", {c}, beta.data(), grad_or_null(dbeta), c, true});
+    out.push_back({prefix() + ".running_mean", {c}, running_mean.data(), nullptr, c, false});
+    out.push_back({prefix() + ".running_var", {c}, running_var.data(), nullptr, c, false});
   }
   void taps(std::vector<std::string>& names) const { names.push_back(prefix()); }
 
@@ -198,6 +215,7 @@ struct runtime_layer<Spec, T, Device, layer_kind::relu> {
 
   void setup(int c, int block_index) { channels = c, block = block_index; }
   void initialize(normal_generator&) {}
+  void allocate_gradients() {}
   void collect(std::vector<parameter<T>>&) {}
   void taps(std::vector<std::string>& names) const { names.push_back("conv" + std::to_string(block)); }
 
@@ -221,6 +239,7 @@ struct runtime_layer<Spec, T, Device, layer_kind::max_pool1d> {
 
   void setup(int c, int block_index) { channels = c, block = block_index; }
   void initialize(normal_generator&) {}
+  void allocate_gradients() {}
   void collect(std::vector<parameter<T>>&) {}
   void taps(std::vector<std::string>& names) const { names.push_back("pool" + std::to_string(block)); }
 
