@@ -4,7 +4,7 @@
 //   soundnet-bench --memory CASE --impl ours|libtorch     (one run; prints the peak RSS)
 //
 // Cases: gemm_peak; infer8_b1, infer8_b16, infer5_b1, infer5_b16 (20 s clips, eval mode);
-// train8_b8 (one KL + Adam step on 8 clips of 20 s); layers8_b1 (each block of SoundNet-8).
+// train8_b8 (one KL + Adam step on 8 clips of 20 s); layers8_b1, layers5_b1 (each block alone).
 // Each repeat runs ours then LibTorch, so both see the same machine state; medians are
 // reported. Figures: seconds, GFLOP/s (convolution FLOPs, Net::forward_flops), and the ratio.
 #include <soundnet/soundnet.hpp>
@@ -152,25 +152,27 @@ result training(std::size_t batch, int repeats) {
       });
 }
 
-// Each block of SoundNet-8 (conv + BN + ReLU (+ pool); the heads) alone, eval mode, batch 1.
-std::vector<result> layers(int repeats) {
-  using Net = soundnet::soundnet8<>;
+// Each block (conv + BN + ReLU (+ pool); the heads) alone, eval mode, batch 1: ours from the
+// model's per-layer timing of whole forward passes, LibTorch block by block.
+template <class Net>
+std::vector<result> layers(const std::string& tag, int repeats) {
+  constexpr std::size_t blocks = Net::block[Net::size - 1];
   soundnet::model<Net> ours(1);
   ours.set_layer_timing(true);
-  peer::SoundNet theirs("soundnet8");
+  peer::SoundNet theirs(Net::name);
   theirs->eval();
   copy_weights(ours, theirs);
   const auto x = waves(1);
   const auto tx = to_torch(x);
   // ours: per-layer times of whole forward passes, summed per block
-  std::vector<std::vector<double>> our_blocks(8), their_blocks(8);
+  std::vector<std::vector<double>> our_blocks(blocks), their_blocks(blocks);
   for (int r = 0; r <= repeats; ++r) {
     ours.forward(x);
-    std::vector<double> block(8, 0.0);
+    std::vector<double> block(blocks, 0.0);
     for (std::size_t i = 0; i < Net::size; ++i) block[Net::block[i] - 1] += ours.layer_seconds()[i];
     torch::InferenceMode guard;
     auto h = tx;
-    for (std::size_t b = 0; b < 8; ++b) {
+    for (std::size_t b = 0; b < blocks; ++b) {
       torch::Tensor next;
       const double s = seconds([&] { next = theirs->block(b, h); });
       if (r > 0) their_blocks[b].push_back(s), our_blocks[b].push_back(block[b]);
@@ -179,11 +181,11 @@ std::vector<result> layers(int repeats) {
   }
   std::vector<result> out;
   const auto flops = Net::layer_flops(clip);
-  for (int b = 0; b < 8; ++b) {
+  for (std::size_t b = 0; b < blocks; ++b) {
     double block_flops = 0;
     for (std::size_t i = 0; i < Net::size; ++i)
-      if (Net::block[i] == b + 1) block_flops += flops[i];
-    out.push_back({"layer8_conv" + std::to_string(b + 1), median(our_blocks[b]), median(their_blocks[b]), block_flops});
+      if (Net::block[i] == int(b + 1)) block_flops += flops[i];
+    out.push_back({tag + "_conv" + std::to_string(b + 1), median(our_blocks[b]), median(their_blocks[b]), block_flops});
   }
   return out;
 }
@@ -235,7 +237,8 @@ int main(int argc, char** argv) try {
   torch::set_num_threads(o.threads);
   at::set_num_interop_threads(1);
   if (!memory_case.empty()) return memory(memory_case, impl);
-  if (o.cases.empty()) o.cases = {"gemm_peak", "infer8_b1", "infer8_b16", "infer5_b1", "infer5_b16", "train8_b8", "layers8_b1"};
+  if (o.cases.empty())
+    o.cases = {"gemm_peak", "infer8_b1", "infer8_b16", "infer5_b1", "infer5_b16", "train8_b8", "layers8_b1", "layers5_b1"};
 
   std::vector<result> results;
   double peak = 0;
@@ -247,7 +250,8 @@ int main(int argc, char** argv) try {
     else if (c == "infer5_b1") results.push_back(inference<soundnet::soundnet5<>>(c, 1, o.repeats));
     else if (c == "infer5_b16") results.push_back(inference<soundnet::soundnet5<>>(c, 16, std::max(3, o.repeats / 2)));
     else if (c == "train8_b8") results.push_back(training(8, std::max(3, o.repeats / 2)));
-    else if (c == "layers8_b1") for (auto& r : layers(o.repeats)) results.push_back(r);
+    else if (c == "layers8_b1") for (auto& r : layers<soundnet::soundnet8<>>("layer8", o.repeats)) results.push_back(r);
+    else if (c == "layers5_b1") for (auto& r : layers<soundnet::soundnet5<>>("layer5", o.repeats)) results.push_back(r);
     else throw std::invalid_argument("unknown case " + c);
   }
   std::ostringstream json;
