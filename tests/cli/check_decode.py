@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""soundnet-decode against the ffmpeg command line, and on bad input.
+
+  check_decode.py --decode BIN --shared DIR --workdir DIR
+
+Every clip of ../shared/data/esc10 (Ogg/Vorbis 44.1 kHz and MP3 22.05 kHz) and the audio of every
+video in ../shared/data/video must match `ffmpeg -i F -ac 1 -ar 22050 -f f32le -` x 256
+(correlation > 0.999, lengths within 32 samples). Bad files (missing, empty, truncated, corrupt,
+not media, video without audio, a directory) get one line naming the file; the other files are
+still decoded; the exit status is 1. Exit 77 (skipped) without numpy, the ffmpeg program or
+../shared.
+"""
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+
+try:
+    import numpy as np
+except ImportError as e:
+    print(f"SKIPPED: needs python3-numpy ({e})")
+    sys.exit(77)
+
+RESULTS = []
+
+
+def check(name, ok, detail=""):
+    RESULTS.append(ok)
+    print(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + detail if detail else ''}", flush=True)
+
+
+def ffmpeg_reference(path, extra=()):
+    out = subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-i", path, *extra, "-ac", "1", "-ar", "22050",
+                          "-f", "f32le", "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(out, "<f4").astype(np.float64) * 256
+
+
+def compare_folder(decode, files, workdir, label):
+    outdir = os.path.join(workdir, label)
+    p = subprocess.run([decode, "--out-dir", outdir, *files], capture_output=True, text=True)
+    worst_corr, worst_len, failures = 1.0, 0, []
+    for f in files:
+        path = os.path.join(outdir, os.path.basename(f) + ".npy")
+        if not os.path.exists(path):
+            failures.append(f"{os.path.basename(f)} not decoded")
+            continue
+        ours, ref = np.load(path).astype(np.float64), ffmpeg_reference(f)
+        n = min(len(ours), len(ref))
+        corr = float(np.corrcoef(ours[:n], ref[:n])[0, 1]) if n > 1 and np.std(ref[:n]) > 0 else \
+            (1.0 if np.array_equal(ours[:n], ref[:n]) else 0.0)
+        worst_corr, worst_len = min(worst_corr, corr), max(worst_len, abs(len(ours) - len(ref)))
+        if not (corr > 0.999 and abs(len(ours) - len(ref)) <= 32):
+            failures.append(f"{os.path.basename(f)}: correlation {corr:.6f}, lengths {len(ours)} vs {len(ref)}")
+    check(f"decode {label}: {len(files)} files match ffmpeg", p.returncode == 0 and not failures,
+          f"worst correlation {worst_corr:.7f}, worst length difference {worst_len} samples"
+          + ("; " + "; ".join(failures[:5]) if failures else "") + (f"; stderr: {p.stderr.strip()}" if p.returncode else ""))
+
+
+def main():
+    a = argparse.ArgumentParser()
+    a.add_argument("--decode", required=True)
+    a.add_argument("--shared", required=True)
+    a.add_argument("--workdir", required=True)
+    args = a.parse_args()
+    if not shutil.which("ffmpeg"):
+        print("SKIPPED: the ffmpeg program (Debian package ffmpeg) is not installed")
+        return 77
+    data = os.path.join(args.shared, "data")
+    if not os.path.isdir(data):
+        print(f"SKIPPED: {data} is not there (the shared reference material is absent)")
+        return 77
+    w = args.workdir
+    os.makedirs(w, exist_ok=True)
+
+    groups = {
+        "esc10-ogg-44k": sorted(glob.glob(os.path.join(data, "esc10", "audio-44k-ogg", "*.ogg"))),
+        "esc10-mp3-22k": sorted(glob.glob(os.path.join(data, "esc10", "audio-22k-mp3", "*.mp3"))),
+        "video": sorted(glob.glob(os.path.join(data, "video", "*", "*.mp4")) +
+                        glob.glob(os.path.join(data, "video", "*", "*.webm")) +
+                        glob.glob(os.path.join(data, "video", "*", "*.mkv"))),
+    }
+    for label, files in groups.items():
+        check(f"decode {label}: clips present", len(files) > 0, f"{len(files)} files")
+        if files:
+            compare_folder(args.decode, files, w, label)
+
+    # --start / --duration: the same samples as the whole decode, sliced
+    clip = groups["esc10-ogg-44k"][0]
+    p = subprocess.run([args.decode, "--start", "1", "--duration", "2", "--out-dir", os.path.join(w, "range"), clip],
+                       capture_output=True, text=True)
+    whole = np.load(os.path.join(w, "esc10-ogg-44k", os.path.basename(clip) + ".npy"))
+    part = np.load(os.path.join(w, "range", os.path.basename(clip) + ".npy")) if p.returncode == 0 else np.zeros(0)
+    check("decode --start 1 --duration 2 is the slice [22050, 66150) of the whole",
+          np.array_equal(part, whole[22050:66150]), f"{len(part)} samples")
+
+    # bad input
+    bad = os.path.join(w, "bad")
+    os.makedirs(bad, exist_ok=True)
+    raw = open(clip, "rb").read()
+    mp3 = open(groups["esc10-mp3-22k"][0], "rb").read()
+    files = {
+        "missing.ogg": None,
+        "empty.wav": b"",
+        "half.ogg": raw[: len(raw) // 2],
+        "half.mp3": mp3[: len(mp3) // 2],
+        "header-only.ogg": raw[:100],
+        "text.wav": b"this is not audio\n" * 100,
+        "random.mp3": bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8)),
+    }
+    for name, content in files.items():
+        if content is not None:
+            open(os.path.join(bad, name), "wb").write(content)
+    subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", "testsrc=duration=1:size=64x64",
+                    "-an", os.path.join(bad, "no-audio.mp4")], check=True)
+    os.makedirs(os.path.join(bad, "a-directory"), exist_ok=True)
+    inputs = [clip] + [os.path.join(bad, n) for n in list(files) + ["no-audio.mp4", "a-directory"]]
+    p = subprocess.run([args.decode, "--out-dir", os.path.join(w, "bad-out"), *inputs], capture_output=True, text=True)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    expected = {"missing.ogg": "No such file", "empty.wav": "cannot open", "half.ogg": "truncated",
+                "half.mp3": "truncated", "header-only.ogg": "cannot open", "text.wav": "cannot open",
+                "random.mp3": "", "no-audio.mp4": "has no audio stream", "a-directory": ""}
+    for name, reason in expected.items():
+        line = next((x for x in lines if os.path.join(bad, name) in x), "")
+        check(f"decode bad input {name}", bool(line) and reason in line, line or "(no message)")
+    check("decode bad input: the good file is still decoded, exit status 1, a summary",
+          p.returncode == 1 and os.path.exists(os.path.join(w, "bad-out", os.path.basename(clip) + ".npy"))
+          and f"{len(expected)} of {len(inputs)} files failed" in p.stderr, f"exit {p.returncode}")
+
+    passed = sum(RESULTS)
+    print(f"{passed} passed, {len(RESULTS) - passed} failed")
+    return 0 if passed == len(RESULTS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
