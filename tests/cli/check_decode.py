@@ -58,9 +58,70 @@ def compare_folder(decode, files, workdir, label):
           + ("; " + "; ".join(failures[:5]) if failures else "") + (f"; stderr: {p.stderr.strip()}" if p.returncode else ""))
 
 
+def soundnet5_weights(path):
+    """Random SoundNet-5 weights (float32 safetensors) with sane batch-norm statistics."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+    from safetensors_np import write_safetensors
+    g = np.random.default_rng(3)
+    tensors, cin = {}, 1
+    for i, (out, k) in enumerate(((32, 64), (64, 32), (128, 16), (256, 8)), start=1):
+        tensors[f"conv{i}.weight"] = (g.standard_normal((out, cin, k)) / np.sqrt(cin * k)).astype(np.float32)
+        tensors[f"conv{i}.bias"] = np.zeros(out, np.float32)
+        for name, v in (("weight", 1), ("bias", 0), ("running_mean", 0), ("running_var", 1)):
+            tensors[f"bn{i}.{name}"] = np.full(out, v, np.float32)
+        cin = out
+    for head, classes in (("objects", 1000), ("scenes", 401)):
+        tensors[f"conv5_{head}.weight"] = (g.standard_normal((classes, 256, 16)) / 64).astype(np.float32)
+        tensors[f"conv5_{head}.bias"] = np.zeros(classes, np.float32)
+    write_safetensors(path, tensors, {"architecture": "soundnet5"})
+
+
+def check_extract(args, clips, bad):
+    """soundnet-extract on audio files equals decode + tile + --input-npy; --pool; bad files."""
+    w = os.path.join(args.workdir, "extract")
+    os.makedirs(w, exist_ok=True)
+    weights = os.path.join(w, "soundnet5.safetensors")
+    soundnet5_weights(weights)
+    common = [args.extract, "--arch", "soundnet5", "--weights", weights]
+    p = subprocess.run(common + ["--tile-to", "10", "--out", os.path.join(w, "per-file"), *clips],
+                       capture_output=True, text=True)
+    ok, detail = p.returncode == 0, p.stderr.strip()
+    for clip in clips:  # the same through the waveform path: decode, tile to 10 s in numpy
+        name = os.path.basename(clip)
+        subprocess.run([args.decode, "--out-dir", os.path.join(w, "waves"), clip], check=True)
+        wave = np.load(os.path.join(w, "waves", name + ".npy"))
+        tiled = np.resize(wave, max(len(wave), 220500)).astype(np.float32)  # circular repetition
+        np.save(os.path.join(w, "tiled.npy"), tiled)
+        subprocess.run(common + ["--input-npy", os.path.join(w, "tiled.npy"), "--layer", "pool3", "--out",
+                                 os.path.join(w, "ref.npy")], check=True)
+        ours_path = os.path.join(w, "per-file", name + ".npy")
+        ok = ok and os.path.exists(ours_path) and np.array_equal(np.load(ours_path), np.load(os.path.join(w, "ref.npy")))
+    check("extract audio files (default layer pool3, --tile-to 10) equals decode + tile + --input-npy", ok, detail)
+
+    listing = os.path.join(w, "list.txt")
+    open(listing, "w").write(f"{clips[1]}\n# a comment\n{os.path.join(bad, 'missing.ogg')}\n")
+    p = subprocess.run(common + ["--tile-to", "10", "--pool", "mean", "--out", os.path.join(w, "mean.npy"),
+                                 "--list", listing, clips[0], os.path.join(bad, "text.wav")],
+                       capture_output=True, text=True)
+    rows = open(os.path.join(w, "mean.npy.txt")).read().split() if os.path.exists(os.path.join(w, "mean.npy.txt")) else []
+    matrix = np.load(os.path.join(w, "mean.npy")) if os.path.exists(os.path.join(w, "mean.npy")) else np.zeros((0, 0))
+    expect = np.stack([np.load(os.path.join(w, "per-file", os.path.basename(c) + ".npy")).mean(1) for c in (clips[0], clips[1])])
+    check("extract --pool mean: one row per good file, names in .txt, bad files reported, exit 1",
+          p.returncode == 1 and rows == [clips[0], clips[1]] and matrix.shape == (2, 128)
+          and np.allclose(matrix, expect, rtol=1e-5, atol=1e-6) and "missing.ogg" in p.stderr
+          and "text.wav" in p.stderr and "2 of 4 inputs failed" in p.stderr, p.stderr.strip())
+    p = subprocess.run(common + ["--tile-to", "10", "--pool", "max", "--out", os.path.join(w, "max.npy"), clips[0]],
+                       capture_output=True, text=True)
+    check("extract --pool max is the maximum over time", p.returncode == 0 and np.array_equal(
+        np.load(os.path.join(w, "max.npy"))[0], np.load(os.path.join(w, "per-file", os.path.basename(clips[0]) + ".npy")).max(1)))
+    p = subprocess.run(common + ["--pool", "median", "--out", os.path.join(w, "x.npy"), clips[0]], capture_output=True, text=True)
+    check("extract --pool median is refused", p.returncode == 2 and "--pool must be mean or max" in p.stderr)
+
+
 def main():
     a = argparse.ArgumentParser()
     a.add_argument("--decode", required=True)
+    a.add_argument("--extract", required=True)
     a.add_argument("--shared", required=True)
     a.add_argument("--workdir", required=True)
     args = a.parse_args()
@@ -127,6 +188,8 @@ def main():
     check("decode bad input: the good file is still decoded, exit status 1, a summary",
           p.returncode == 1 and os.path.exists(os.path.join(w, "bad-out", os.path.basename(clip) + ".npy"))
           and f"{len(expected)} of {len(inputs)} files failed" in p.stderr, f"exit {p.returncode}")
+
+    check_extract(args, groups["esc10-ogg-44k"][:3], bad)
 
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")
