@@ -36,6 +36,9 @@ static_assert(soundnet8<>::forward_flops(441000) ==
                   2.0 * (16.0 * 1 * 64 * 220501 + 32.0 * 16 * 32 * 13782 + 64.0 * 32 * 16 * 862 + 128.0 * 64 * 8 * 432 +
                          256.0 * 128 * 4 * 217 + 512.0 * 256 * 4 * 28 + 1024.0 * 512 * 4 * 15 + 1401.0 * 1024 * 8 * 4),
               "SoundNet-8 forward FLOPs (about 1.26 GFLOP)");
+static_assert(soundnet8<>::output_stride() == 2 * 8 * 2 * 8 * 2 * 2 * 2 * 4 * 2 * 2 * 2 &&
+                  soundnet5<>::output_stride() == 2 * 8 * 2 * 8 * 2 * 8 * 2 * 12,
+              "samples between output steps");
 static_assert(soundnet8<>::output_length(soundnet8<>::min_input_length()) == 1 &&
                   soundnet8<>::output_length(soundnet8<>::min_input_length() - 1) == 0,
               "the minimum input length is exact");

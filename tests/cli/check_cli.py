@@ -51,10 +51,57 @@ def expect(name, cmd, code, *parts):
     return out
 
 
+def check_predict(a, weights, path, g):
+    """soundnet-predict against numpy: softmax of extract's logits, mean over steps, top-k, names."""
+    import json
+    long_wave = (80 * np.sin(np.arange(200000) * 0.02) + 10 * g.standard_normal(200000)).astype(np.float32)
+    np.save(path("long.npy"), long_wave)
+    steps = soundnet5_steps(len(long_wave))
+    rc, out, err = run([a.predict, "--arch", "soundnet5", "--weights", weights, "--top", "4", "--json",
+                        path("long.npy"), path("absent.npy")])
+    try:
+        doc = json.loads(out)
+    except json.JSONDecodeError:
+        doc = []
+    check("predict: JSON for the good file, one error line for the missing one, exit 1",
+          rc == 1 and len(doc) == 1 and "absent.npy: cannot open" in err and "1 of 2 files failed" in err, err.strip())
+    if not doc:
+        return
+    names = {"objects": [line.split(" ", 1)[1] for line in open(os.path.join(a.labels, "categories_imagenet.txt"))
+                         .read().splitlines() if line],
+             "scenes": [line[3:] for line in open(os.path.join(a.labels, "categories_places2_soundnet401.txt"))
+                        .read().splitlines() if line]}
+    ok, worst = len(doc[0]["steps"]) == steps, 0.0
+    for head in ("objects", "scenes"):
+        run([a.extract, "--arch", "soundnet5", "--weights", weights, "--input-npy", path("long.npy"), "--layer",
+             f"conv5_{head}", "--out", path(f"logits-{head}.npy")])
+        z = np.load(path(f"logits-{head}.npy")).astype(np.float64)  # (classes, steps)
+        p = np.exp(z - z.max(0)) / np.exp(z - z.max(0)).sum(0)
+        for t, step in enumerate(doc[0]["steps"]):
+            want = np.argsort(-p[:, t])[:4]
+            got = [c["index"] for c in step[head]]
+            ok = ok and got == list(want) and all(c["name"] == names[head][c["index"]] for c in step[head])
+            worst = max([worst] + [abs(c["p"] - p[c["index"], t]) for c in step[head]])
+        clip = p.mean(1)
+        ok = ok and [c["index"] for c in doc[0]["clip"][head]] == list(np.argsort(-clip)[:4])
+        worst = max([worst] + [abs(c["p"] - clip[c["index"]]) for c in doc[0]["clip"][head]])
+    check(f"predict: per-step and clip top-4 = softmax of the logits ({steps} steps), names from the labels",
+          ok and worst < 1e-6, f"largest probability difference {worst:.2g}")
+    bad = path("bad-labels.txt")
+    open(bad, "w").write("one\ntwo\n")
+    expect("predict: a label file of the wrong length", [a.predict, "--arch", "soundnet5", "--weights", weights,
+                                                         "--labels-scenes", bad, path("long.npy")], 1,
+           "bad-labels.txt: has 2 categories; the network has 401")
+    expect("predict: --top 0", [a.predict, "--arch", "soundnet5", "--weights", weights, "--top", "0", path("long.npy")],
+           2, "--top must be at least 1")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--extract", required=True)
     p.add_argument("--train", required=True)
+    p.add_argument("--predict", required=True)
+    p.add_argument("--labels", required=True, help="the bundled label folder")
     p.add_argument("--workdir", required=True)
     a = p.parse_args()
     w = a.workdir
@@ -200,6 +247,8 @@ def main():
                                                             path("z.safetensors")], 2, "exclude each other")
     expect("train: float64 with checkpoints", common + ["--precision", "float64", "--checkpoint", path("c.st"),
                                                         "--save", path("z.safetensors")], 2, "checkpoints hold float32")
+
+    check_predict(a, weights, path, g)
 
     passed = sum(RESULTS)
     print(f"{passed} passed, {len(RESULTS) - passed} failed")

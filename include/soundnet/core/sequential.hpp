@@ -29,6 +29,15 @@ struct sequential {
 
  private:
   template <class L>
+  static constexpr long stride_of() {
+    if constexpr (L::kind == layer_kind::conv1d || L::kind == layer_kind::two_head_conv1d ||
+                  L::kind == layer_kind::max_pool1d)
+      return L::stride;
+    else
+      return 1;
+  }
+
+  template <class L>
   static constexpr double conv_flops(int c_in, long t_out) {
     if constexpr (L::kind == layer_kind::conv1d || L::kind == layer_kind::two_head_conv1d)
       return 2.0 * L::out * c_in * L::kernel * static_cast<double>(t_out);
@@ -99,6 +108,13 @@ struct sequential {
     std::size_t i = 0;
     ((r[i + 1] = r[i] > 0 ? Layers::out_length(r[i]) : 0, ++i), ...);
     return r;
+  }
+
+  /// Input samples between consecutive output steps: the product of all strides.
+  static constexpr long output_stride() {
+    long stride = 1;
+    ((stride *= stride_of<Layers>()), ...);
+    return stride;
   }
 
   /// Output time steps (of each head) for an input of `samples` samples; 0 if too short.

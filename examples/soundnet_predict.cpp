@@ -1,0 +1,200 @@
+// soundnet-predict: the object and scene categories SoundNet hears in audio files.
+//
+//   soundnet-predict --arch soundnet8 --weights W.safetensors [--top 5] [--json]
+//                    [--scenes 401|365] [--labels-objects F] [--labels-scenes F] [--tile-to S] FILE...
+//
+// FILE: an audio or video file (with FFmpeg) or a waveform .npy. For each output step (one per
+// Net::output_stride() samples, about 6 s for SoundNet-8) and for the whole clip (the mean of
+// the steps' probabilities): the top-k object and scene categories with their probabilities.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "cli.hpp"
+#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
+#include "audio/decode.hpp"
+#endif
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* usage =
+    "usage: soundnet-predict --arch soundnet8|soundnet5 --weights W.safetensors [--top K] [--json]\n"
+    "                        [--scenes 401|365] [--labels-objects FILE] [--labels-scenes FILE]\n"
+    "                        [--tile-to SECONDS] [--threads N] FILE...\n"
+    "  FILE      audio or video files (any format FFmpeg reads) or waveform .npy files\n"
+    "  --top     categories listed per step and per clip (default 5)\n"
+    "  --json    one JSON document on stdout instead of text\n"
+    "  --labels-objects, --labels-scenes: one category name per line, in class order (default:\n"
+    "            the bundled ImageNet list and the Places2-401 or Places365 list)\n";
+
+// Category names: "n01440764 tench, Tinca tinca" -> "tench, Tinca tinca";
+// "/a/abbey" or "/a/airfield 0" -> "abbey", "airfield".
+std::vector<std::string> read_labels(const std::string& path, std::size_t classes) {
+  std::ifstream in(path);
+  if (!in) throw soundnet::io_error(path, "cannot open label file");
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (line[0] == '/') {
+      line = line.substr(3);
+      const auto space = line.rfind(' ');
+      if (space != std::string::npos && line.find_first_not_of("0123456789", space + 1) == std::string::npos)
+        line = line.substr(0, space);
+    } else if (line.size() > 10 && line[0] == 'n' && line[9] == ' ') {
+      line = line.substr(10);
+    }
+    names.push_back(line);
+  }
+  if (names.size() != classes)
+    throw soundnet::io_error(path, "has " + std::to_string(names.size()) + " categories; the network has " +
+                                       std::to_string(classes));
+  return names;
+}
+
+std::vector<float> read_input(const std::string& path) {
+  if (fs::path(path).extension() == ".npy") return cli::read_waveform(path);
+#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
+  return audio::decode(path);
+#else
+  throw soundnet::io_error(path, "this soundnet-predict was built without FFmpeg: give a waveform .npy");
+#endif
+}
+
+// softmax over the classes of logits (1, classes, T) at step t
+std::vector<double> softmax(const xt::xtensor<float, 3>& logits, std::size_t t) {
+  std::vector<double> p(logits.shape(1));
+  double m = -INFINITY, s = 0;
+  for (std::size_t k = 0; k < p.size(); ++k) m = std::max(m, double(logits(0, k, t)));
+  for (std::size_t k = 0; k < p.size(); ++k) s += (p[k] = std::exp(logits(0, k, t) - m));
+  for (auto& v : p) v /= s;
+  return p;
+}
+
+nlohmann::json top(const std::vector<double>& p, const std::vector<std::string>& names, std::size_t k) {
+  std::vector<std::size_t> order(p.size());
+  std::iota(order.begin(), order.end(), 0);
+  k = std::min(k, p.size());
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](auto a, auto b) { return p[a] > p[b]; });
+  nlohmann::json out = nlohmann::json::array();
+  for (std::size_t i = 0; i < k; ++i) out.push_back({{"index", order[i]}, {"name", names[order[i]]}, {"p", p[order[i]]}});
+  return out;
+}
+
+std::string text(const nlohmann::json& categories) {
+  std::ostringstream s;
+  for (std::size_t i = 0; i < categories.size(); ++i)
+    s << (i ? ", " : "") << categories[i]["name"].get<std::string>() << " " << std::fixed << std::setprecision(3)
+      << categories[i]["p"].get<double>();
+  return s.str();
+}
+
+// The bundled label files: in the source tree for a build, in share/soundnet/labels when installed.
+std::string labels_folder() {
+  const fs::path source = fs::path(SOUNDNET_EXAMPLE_DATA) / "labels";
+  if (fs::is_directory(source)) return source.string() + "/";
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path installed = exe.parent_path().parent_path() / "share" / "soundnet" / "labels";
+  return installed.string() + "/";
+}
+
+struct predict {
+  const cli::args& a;
+
+  template <class Net>
+  int operator()() const {
+    soundnet::model<Net> net;
+    soundnet::io::load_weights(net, a.str("--weights"));
+    const std::string data = labels_folder();
+    const auto objects = read_labels(a.str("--labels-objects", data + "categories_imagenet.txt"), Net::objects);
+    const auto scenes = read_labels(
+        a.str("--labels-scenes", data + (Net::scenes == 365 ? "categories_places365.txt" : "categories_places2_soundnet401.txt")),
+        Net::scenes);
+    const std::size_t k = static_cast<std::size_t>(a.integer("--top", 5, 1));
+    const double tile_to = a.real("--tile-to", 0.0);
+    if (tile_to < 0) throw cli::usage_error("--tile-to must not be negative");
+    const long min_samples = std::max<long>(Net::min_input_length(), std::lround(tile_to * 22050));
+    const double step_seconds = Net::output_stride() / 22050.0;
+
+    nlohmann::json all = nlohmann::json::array();
+    long failed = 0;
+    for (const auto& file : a.positional()) {
+      try {
+        auto wave = read_input(file);
+        const std::size_t n = wave.size();
+        if (static_cast<long>(n) < min_samples) {
+          wave.resize(static_cast<std::size_t>(min_samples));
+          for (std::size_t i = n; i < wave.size(); ++i) wave[i] = wave[i % n];
+        }
+        try {
+          net.forward(wave.data(), 1, static_cast<long>(wave.size()));
+        } catch (const soundnet::shape_error& e) {
+          throw soundnet::io_error(file, e.what());
+        }
+        const auto lo = net.object_logits(), ls = net.scene_logits();  // (1, classes, T)
+        const std::size_t steps = lo.shape(2);
+        std::vector<double> mean_o(Net::objects, 0.0), mean_s(Net::scenes, 0.0);
+        nlohmann::json per_step = nlohmann::json::array();
+        for (std::size_t t = 0; t < steps; ++t) {
+          const auto po = softmax(lo, t), ps = softmax(ls, t);
+          for (std::size_t c = 0; c < po.size(); ++c) mean_o[c] += po[c] / steps;
+          for (std::size_t c = 0; c < ps.size(); ++c) mean_s[c] += ps[c] / steps;
+          per_step.push_back({{"start_s", t * step_seconds}, {"objects", top(po, objects, k)}, {"scenes", top(ps, scenes, k)}});
+        }
+        nlohmann::json result = {{"file", file},
+                                 {"duration_s", n / 22050.0},
+                                 {"step_s", step_seconds},
+                                 {"clip", {{"objects", top(mean_o, objects, k)}, {"scenes", top(mean_s, scenes, k)}}},
+                                 {"steps", per_step}};
+        if (a.has("--json")) {
+          all.push_back(result);
+        } else {
+          std::cout << file << " (" << std::fixed << std::setprecision(1) << n / 22050.0 << " s)\n"
+                    << "  clip    objects: " << text(result["clip"]["objects"]) << "\n"
+                    << "          scenes:  " << text(result["clip"]["scenes"]) << "\n";
+          for (std::size_t t = 0; t < steps; ++t)
+            std::cout << "  " << std::setw(5) << std::setprecision(1) << t * step_seconds << " s objects: "
+                      << text(per_step[t]["objects"]) << "\n          scenes:  " << text(per_step[t]["scenes"]) << "\n";
+        }
+      } catch (const std::exception& e) {
+        std::cerr << "soundnet-predict: " << e.what() << "\n";
+        ++failed;
+      }
+    }
+    if (a.has("--json")) std::cout << all.dump(2) << "\n";
+    if (failed) std::cerr << "soundnet-predict: " << failed << " of " << a.positional().size() << " files failed\n";
+    return failed ? 1 : 0;
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const cli::args a(argc, argv,
+                      {"--arch", "--weights", "--top", "--scenes", "--labels-objects", "--labels-scenes", "--tile-to",
+                       "--threads"},
+                      {"--json"});
+    if (a.help()) {
+      std::cout << usage;
+      return 0;
+    }
+    if (a.positional().empty()) throw cli::usage_error("no input files");
+    soundnet::set_num_threads(static_cast<int>(a.integer("--threads", soundnet::num_threads(), 1)));
+    return cli::with_architecture(a.str("--arch"), a.integer("--scenes", 401, 1), predict{a});
+  } catch (const cli::usage_error& e) {
+    std::cerr << "soundnet-predict: " << e.what() << "\n" << usage;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "soundnet-predict: error: " << e.what() << "\n";
+    return 1;
+  }
+}
