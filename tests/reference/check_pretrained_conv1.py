@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""The external reference for conv1/BN1: the authors' pretrained conv1 and BN1 (from the Keras
-HDF5 in ../shared/reference/pretrained-partial) run through soundnet-extract on example.wav must
+"""The external reference for conv1/BN1: the authors' pretrained conv1 and BN1, imported from the
+Keras HDF5 in ../shared/reference/pretrained-partial by examples/convert_weights.py and run
+through soundnet-extract on example.wav, must
 reproduce the four numbers printed by a third party running the real weights:
 conv1 max 1584.0886 / min -1547.1093, BN1 max 17.7110 / min -17.3334 (4 significant digits).
 
@@ -19,9 +20,6 @@ try:
 except ImportError as e:
     print(f"SKIPPED: needs python3-h5py and python3-numpy ({e})")
     sys.exit(77)
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from safetensors_np import write_safetensors  # noqa: E402
 
 EXPECTED = {"conv1_linear": (1584.0886, -1547.1093), "bn1": (17.7110, -17.3334)}
 
@@ -43,27 +41,19 @@ def main():
         return 77
     os.makedirs(args.workdir, exist_ok=True)
 
-    # A SoundNet-8 weight file: the authors' conv1 and BN1, the rest zeros (not read here).
-    tensors = {}
-    shapes = [(16, 1, 64), (32, 16, 32), (64, 32, 16), (128, 64, 8), (256, 128, 4), (512, 256, 4), (1024, 512, 4)]
-    for i, shape in enumerate(shapes, start=1):
-        tensors[f"conv{i}.weight"] = np.zeros(shape, np.float32)
-        tensors[f"conv{i}.bias"] = np.zeros(shape[0], np.float32)
-        for k, v in (("weight", 1), ("bias", 0), ("running_mean", 0), ("running_var", 1)):
-            tensors[f"bn{i}.{k}"] = np.full(shape[0], v, np.float32)
-    for head, classes in (("objects", 1000), ("scenes", 401)):
-        tensors[f"conv8_{head}.weight"] = np.zeros((classes, 1024, 8), np.float32)
-        tensors[f"conv8_{head}.bias"] = np.zeros(classes, np.float32)
-    with h5py.File(h5path, "r") as f:
-        conv, bn = f["conv1d_1/conv1d_1"], f["batch_normalization_1/batch_normalization_1"]
-        tensors["conv1.weight"] = np.transpose(conv["kernel:0"][()], (2, 1, 0))  # (K, Cin, Cout) -> (Cout, Cin, K)
-        tensors["conv1.bias"] = conv["bias:0"][()]
-        tensors["bn1.weight"] = bn["gamma:0"][()]
-        tensors["bn1.bias"] = bn["beta:0"][()]
-        tensors["bn1.running_mean"] = bn["moving_mean:0"][()]
-        tensors["bn1.running_var"] = bn["moving_variance:0"][()]
+    # The authors' conv1/BN1 (and conv2/BN2) through the converter; the pruned layers become
+    # placeholders (--partial), which conv1 and BN1 do not read.
     wpath = os.path.join(args.workdir, "pretrained-conv1.safetensors")
-    write_safetensors(wpath, tensors, {"architecture": "soundnet8"})
+    converter = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "convert_weights.py")
+    p = subprocess.run([sys.executable, converter, h5path, wpath, "--arch", "soundnet8", "--partial"],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        print(f"FAIL  convert_weights.py on {h5path}: {p.stderr.strip()}")
+        return 1
+    imported = [line for line in p.stderr.splitlines() if "conv1." in line or "bn1." in line]
+    if imported:
+        print(f"FAIL  conv1/BN1 were not imported: {imported}")
+        return 1
 
     # example.wav: 48 kHz stereo int16; channel 0 / 32768 * 256, tiled 3 times.
     with wave.open(wavpath) as w:
