@@ -118,4 +118,13 @@ inline std::vector<float> read_waveform(const std::string& path) {
   return std::vector<float>(a.data(), a.data() + a.size());
 }
 
+/// Repeats a clip circularly until it has at least `samples` samples (the authors' evaluation
+/// repeats short clips to 10 s this way).
+inline void tile_circularly(std::vector<float>& wave, long samples) {
+  const std::size_t n = wave.size();
+  if (n == 0 || static_cast<long>(n) >= samples) return;
+  wave.resize(static_cast<std::size_t>(samples));
+  for (std::size_t i = n; i < wave.size(); ++i) wave[i] = wave[i % n];
+}
+
 }  // namespace cli

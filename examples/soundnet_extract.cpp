@@ -194,11 +194,7 @@ struct extract {
     for (const auto& file : files) {
       try {
         auto wave = audio::decode(file);
-        const std::size_t n = wave.size();
-        if (static_cast<long>(n) < min_samples) {  // repeat circularly, as the authors' evaluation
-          wave.resize(static_cast<std::size_t>(min_samples));
-          for (std::size_t i = n; i < wave.size(); ++i) wave[i] = wave[i % n];
-        }
+        cli::tile_circularly(wave, min_samples);
         run(net, wave, file, layer);
         const std::string stem = fs::path(file).filename().string();
         if (a.has("--all-layers")) {

@@ -130,10 +130,7 @@ struct predict {
       try {
         auto wave = read_input(file);
         const std::size_t n = wave.size();
-        if (static_cast<long>(n) < min_samples) {
-          wave.resize(static_cast<std::size_t>(min_samples));
-          for (std::size_t i = n; i < wave.size(); ++i) wave[i] = wave[i % n];
-        }
+        cli::tile_circularly(wave, min_samples);
         try {
           net.forward(wave.data(), 1, static_cast<long>(wave.size()));
         } catch (const soundnet::shape_error& e) {
