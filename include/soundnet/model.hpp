@@ -108,21 +108,19 @@ class model {
   /// As above on a host buffer (N, 1, samples).
   void forward(const T* waveforms, long batch, long samples, mode m = mode::inference,
                keep k = keep::block_outputs) {
-    check_input(waveforms, batch, samples);
-    const auto lengths = Net::lengths(samples);
-    fused_ = m == mode::inference && k == keep::block_outputs;
-    batch_ = batch;
-    for (std::size_t i = 0; i <= num_layers; ++i) {
-      lengths_[i] = lengths[i];
-      kept_[i] = !(fused_ && skipped_when_fused(i));
-      const long size = batch * Net::channels[i] * lengths[i];
-      if (kept_[i] && static_cast<long>(acts_[i].size()) != size) acts_[i].resize(size);
-    }
-    ops<Device, T>::copy_from_host(waveforms, batch * samples, acts_[0].data());
-    forward_layers(m, std::make_index_sequence<num_layers>{});
-    mode_ = m;
-    has_forward_ = true;
-    has_logit_grad_ = false;
+    run_forward(waveforms, batch, samples, m, k, num_layers);
+  }
+
+  /// Inference on a host buffer (N, 1, samples) that stops at the read-out `name`: the layers
+  /// after it are not run, and their read-outs are unavailable until the next full forward.
+  /// `k` as in forward(); keep::all is used anyway when `name` lies inside a block
+  /// (conv{i}_linear, bn{i}). Same input checks as forward().
+  void forward_to(const T* waveforms, long batch, long samples, const std::string& name,
+                  keep k = keep::block_outputs) {
+    const long tap = find_tap(name);
+    if (tap < 0) throw error(unknown_output_message(name));
+    const std::size_t depth = taps_[tap].act;
+    run_forward(waveforms, batch, samples, mode::inference, skipped_when_fused(depth) ? keep::all : k, depth);
   }
 
   /// The read-out `name` of the last forward, (N, C, T).
@@ -131,6 +129,9 @@ class model {
     const long tap = find_tap(name);
     if (tap < 0) throw error(unknown_output_message(name));
     const auto& where = taps_[tap];
+    if (where.act > depth_)
+      throw error("'" + name + "' was not computed: the last forward stopped at layer " + std::to_string(depth_) +
+                  " of " + std::to_string(num_layers) + " (forward_to)");
     if (!kept_[where.act])
       throw error("'" + name + "' is not kept by an inference forward that fuses conv, batch norm and ReLU; "
                   "use forward(x, mode::inference, keep::all)");
@@ -153,6 +154,21 @@ class model {
     return output(name);
   }
 
+  /// Layers run before the read-out `name` (its index into lengths(): its time steps are
+  /// Net::lengths(samples)[output_depth(name)]). Throws soundnet::error for an unknown name.
+  std::size_t output_depth(const std::string& name) const {
+    const long tap = find_tap(name);
+    if (tap < 0) throw error(unknown_output_message(name));
+    return taps_[tap].act;
+  }
+
+  /// Channels of the read-out `name`. Throws soundnet::error for an unknown name.
+  long output_channels(const std::string& name) const {
+    const long tap = find_tap(name);
+    if (tap < 0) throw error(unknown_output_message(name));
+    return taps_[tap].c_count;
+  }
+
   tensor object_logits() const { return output(tap_names_[tap_names_.size() - 2]); }
   tensor scene_logits() const { return output(tap_names_.back()); }
 
@@ -162,7 +178,7 @@ class model {
   /// KL(target || softmax(logits)); the targets are (N, classes, output steps) distributions.
   /// Also stores d loss / d logits for backward().
   double kl_loss(const tensor& target_objects, const tensor& target_scenes) {
-    require_forward("kl_loss");
+    require_full_forward("kl_loss");
     const long t = lengths_[num_layers];
     check_target(target_objects, objects, t, "object");
     check_target(target_scenes, scenes, t, "scene");
@@ -204,7 +220,7 @@ class model {
 
   /// Back-propagates a given gradient of the logits (N, objects + scenes, output steps).
   void backward(const tensor& logit_grad) {
-    require_forward("backward");
+    require_full_forward("backward");
     const long t = lengths_[num_layers];
     if (logit_grad.dimension() != 3 || static_cast<long>(logit_grad.shape(0)) != batch_ ||
         static_cast<long>(logit_grad.shape(1)) != objects + scenes || static_cast<long>(logit_grad.shape(2)) != t)
@@ -249,6 +265,30 @@ class model {
     tap_names_.insert(tap_names_.end(), names.begin(), names.end());
   }
 
+  void run_forward(const T* waveforms, long batch, long samples, mode m, keep k, std::size_t depth) {
+    check_input(waveforms, batch, samples);
+    const auto lengths = Net::lengths(samples);
+    fused_ = m == mode::inference && k == keep::block_outputs;
+    batch_ = batch;
+    depth_ = depth;
+    for (std::size_t i = 0; i <= num_layers; ++i) {
+      lengths_[i] = lengths[i];
+      kept_[i] = i <= depth && !(fused_ && skipped_when_fused(i));
+      const long size = batch * Net::channels[i] * lengths[i];
+      if (kept_[i] && static_cast<long>(acts_[i].size()) != size) {
+        // The old contents are not needed: free before growing, so that the old and the new
+        // buffer never coexist (peak memory of chunked streaming).
+        if (static_cast<long>(acts_[i].capacity()) < size) buffer().swap(acts_[i]);
+        acts_[i].resize(size);
+      }
+    }
+    ops<Device, T>::copy_from_host(waveforms, batch * samples, acts_[0].data());
+    forward_layers(m, std::make_index_sequence<num_layers>{});
+    mode_ = m;
+    has_forward_ = true;
+    has_logit_grad_ = false;
+  }
+
   template <std::size_t... I>
   void forward_layers(mode m, std::index_sequence<I...>) {
     (forward_layer<I>(m), ...);
@@ -269,6 +309,10 @@ class model {
 
   template <std::size_t I>
   void forward_layer(mode m) {
+    if (I >= depth_) {  // forward_to stopped before this layer
+      if (timing_) layer_seconds_[I] = 0;
+      return;
+    }
     if (fused_ && fused_away(I)) {  // done by the fused convolution
       if (timing_) layer_seconds_[I] = 0;
       return;
@@ -341,6 +385,12 @@ class model {
     if (!has_forward_) throw error(std::string(what) + "() needs a forward() first");
   }
 
+  void require_full_forward(const char* what) const {
+    require_forward(what);
+    if (depth_ != num_layers)
+      throw error(std::string(what) + "() needs a forward() through the whole network, not forward_to()");
+  }
+
   long find_tap(const std::string& name) const {
     for (std::size_t i = 0; i < tap_names_.size(); ++i)
       if (tap_names_[i] == name) return static_cast<long>(i);
@@ -374,6 +424,7 @@ class model {
   buffer logit_grad_;
   buffer workspace_;
   long batch_ = 0;
+  std::size_t depth_ = num_layers;  // layers run by the last forward
   mode mode_ = mode::inference;
   bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false, has_gradients_ = false;
   std::array<bool, num_layers + 1> kept_{};

@@ -22,6 +22,7 @@
 #include "backend/cpu/ops.hpp"
 #include "core/runtime_layers.hpp"
 #include "model.hpp"
+#include "stream.hpp"
 #include "adam.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"

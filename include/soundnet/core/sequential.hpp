@@ -38,6 +38,23 @@ struct sequential {
   }
 
   template <class L>
+  static constexpr long kernel_of() {
+    if constexpr (L::kind == layer_kind::conv1d || L::kind == layer_kind::two_head_conv1d ||
+                  L::kind == layer_kind::max_pool1d)
+      return L::kernel;
+    else
+      return 1;
+  }
+
+  template <class L>
+  static constexpr long padding_of() {
+    if constexpr (L::kind == layer_kind::conv1d || L::kind == layer_kind::two_head_conv1d)
+      return L::padding;
+    else
+      return 0;
+  }
+
+  template <class L>
   static constexpr double conv_flops(int c_in, long t_out) {
     if constexpr (L::kind == layer_kind::conv1d || L::kind == layer_kind::two_head_conv1d)
       return 2.0 * L::out * c_in * L::kernel * static_cast<double>(t_out);
@@ -99,6 +116,13 @@ struct sequential {
     }
     return b;
   }();
+
+  /// Time geometry of each layer: output step t of layer i reads input steps
+  /// [t * strides[i] - paddings[i], t * strides[i] - paddings[i] + kernels[i]), where steps
+  /// outside the input are zeros. Batch norm and ReLU: kernel 1, stride 1, padding 0.
+  static constexpr std::array<long, size> kernels = {kernel_of<Layers>()...};
+  static constexpr std::array<long, size> strides = {stride_of<Layers>()...};
+  static constexpr std::array<long, size> paddings = {padding_of<Layers>()...};
 
   /// lengths(n)[i]: time steps entering layer i for an input of n samples; [size]: output.
   /// A value below 1 means the input is too short.
