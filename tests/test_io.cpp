@@ -160,12 +160,55 @@ BOOST_AUTO_TEST_CASE(npy_reader_is_strict) {
   const std::string int_path = data_path("ints.npy");
   write_bytes(int_path, ints);
   BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(int_path); }), "dtype '<i4' is not supported"));
+  // The same bytes in Fortran order: element (r, c) is value [c * 2 + r].
   std::string fortran = bytes;
   fortran.replace(fortran.find("False"), 5, "True ");
   const std::string f_path = data_path("fortran.npy");
   write_bytes(f_path, fortran);
-  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(f_path); }), "Fortran-order"));
+  const auto f = soundnet::io::read_npy<float>(f_path);
+  BOOST_TEST((f.shape() == std::vector<std::size_t>{2, 3}));
+  BOOST_TEST((f(0, 0) == 1.0f && f(1, 0) == 2.0f && f(0, 1) == 3.0f && f(1, 2) == 6.0f));
+  std::string odd = bytes;
+  odd.replace(odd.find("False"), 5, "Maybe");
+  write_bytes(f_path, odd);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(f_path); }), "fortran_order is 'Maybe'"));
   BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(data_path("nothing.npy")); }), "cannot open"));
+}
+
+BOOST_AUTO_TEST_CASE(npy_stream_writer_appends_steps) {
+  const std::string path = data_path("stream.npy");
+  std::remove(path.c_str());
+  {
+    soundnet::io::npy_stream_writer w(path, 3);
+    const float a[] = {0, 1, 10, 11, 20, 21};  // (3 channels, 2 steps)
+    const double b[] = {2, 12, 22};             // (3, 1)
+    w.append(a, 2);
+    w.append(b, 1);
+    BOOST_TEST(!std::ifstream(path).good());  // not in place before close()
+    w.close();
+  }
+  const auto back = soundnet::io::read_npy<float>(path);
+  BOOST_TEST((back.shape() == std::vector<std::size_t>{3, 3}));
+  for (int c = 0; c < 3; ++c)
+    for (int t = 0; t < 3; ++t) BOOST_TEST(back(c, t) == float(10 * c + t));
+  {
+    soundnet::io::npy_stream_writer w(path, 0);  // 1-D
+    const float x[] = {5, 6, 7};
+    w.append(x, 3);
+    w.close();
+  }
+  const auto v = soundnet::io::read_npy<float>(path);
+  BOOST_TEST((v.shape() == std::vector<std::size_t>{3}));
+  BOOST_TEST(v(2) == 7.0f);
+  const std::string abandoned = data_path("abandoned.npy");
+  {
+    soundnet::io::npy_stream_writer w(abandoned, 2);
+    const float x[] = {1, 2};
+    w.append(x, 1);
+  }  // destroyed without close(): nothing is left
+  BOOST_TEST(!std::ifstream(abandoned).good());
+  BOOST_TEST(!std::ifstream(abandoned + ".tmp").good());
+  BOOST_TEST(contains(error_of([&] { soundnet::io::npy_stream_writer(data_path("no/such/dir/x.npy"), 1); }), "cannot open"));
 }
 
 BOOST_AUTO_TEST_CASE(training_resumes_bit_for_bit_from_a_checkpoint) {

@@ -6,13 +6,16 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/io/npy.hpp"
 #endif
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 #include <xtensor/xarray.hpp>
+#include <xtensor/xmanipulation.hpp>
 #include <xtensor/xnpy.hpp>
 
 #include "../core/error.hpp"
@@ -24,6 +27,17 @@ namespace detail {
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(path, "cannot open file for reading");
+  // A regular file is read into a buffer of its exact size (no growth, no transient copy).
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size >= 0) {
+    std::string bytes(static_cast<std::size_t>(size), '\0');
+    in.seekg(0);
+    if (in.read(&bytes[0], size) && in.gcount() == size) return bytes;
+    if (in.bad()) throw io_error(path, "read error");
+  }
+  in.clear();
+  in.seekg(0);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) throw io_error(path, "read error");
   return bytes;
@@ -69,7 +83,7 @@ inline std::string header_field(const std::string& header, const std::string& ke
 
 }  // namespace detail
 
-/// Reads a C-order .npy array of float32 or float64 (little-endian) as T.
+/// Reads a .npy array of float32 or float64 (little-endian; C or Fortran order) as T, in C order.
 /// Throws io_error for a missing, truncated or malformed file or another dtype.
 template <class T>
 xt::xarray<T> read_npy(const std::string& path) {
@@ -93,8 +107,9 @@ xt::xarray<T> read_npy(const std::string& path) {
   const std::string descr = detail::header_field(header, "descr", path);
   const std::string fortran = detail::header_field(header, "fortran_order", path);
   const std::string shape_text = detail::header_field(header, "shape", path);
-  if (fortran.find("True") != std::string::npos)
-    throw io_error(path, "Fortran-order arrays are not supported; save with numpy.ascontiguousarray");
+  const bool fortran_order = fortran.find("True") != std::string::npos;
+  if (!fortran_order && fortran.find("False") == std::string::npos)
+    throw io_error(path, "malformed .npy header: fortran_order is '" + fortran + "'");
   std::size_t word = 0;
   if (descr == "<f4" || descr == "=f4" || descr == "f4") word = 4;
   else if (descr == "<f8" || descr == "=f8" || descr == "f8") word = 8;
@@ -121,7 +136,8 @@ xt::xarray<T> read_npy(const std::string& path) {
   if (bytes.size() - data_offset < need)
     throw io_error(path, "truncated: the header announces " + std::to_string(need) + " bytes of data, the file has " +
                              std::to_string(bytes.size() - data_offset));
-  xt::xarray<T> out = xt::xarray<T>::from_shape(shape);
+  // Fortran order: the data of the reversed shape in C order, transposed below.
+  xt::xarray<T> out = xt::xarray<T>::from_shape(fortran_order ? std::vector<std::size_t>(shape.rbegin(), shape.rend()) : shape);
   const char* src = bytes.data() + data_offset;
   for (std::size_t i = 0; i < count; ++i) {
     if (word == 4) {
@@ -134,6 +150,7 @@ xt::xarray<T> read_npy(const std::string& path) {
       out.data()[i] = static_cast<T>(d);
     }
   }
+  if (fortran_order && shape.size() > 1) return xt::xarray<T>(xt::transpose(out));
   return out;
 }
 
@@ -142,5 +159,88 @@ template <class E>
 void write_npy(const std::string& path, const xt::xexpression<E>& array) {
   detail::write_file(path, xt::dump_npy(array));
 }
+
+/// Writes a float32 .npy file whose last axis grows as blocks arrive, with memory bounded by
+/// the block: shape (steps,) for channels == 0, else (channels, steps) in Fortran order (step
+/// by step on disk; numpy.load and read_npy give the usual (channels, steps) array). The data
+/// goes to PATH.tmp, which close() completes with the final shape and renames to PATH; a
+/// writer destroyed without close() removes it, so an interrupted run leaves no partial file.
+class npy_stream_writer {
+ public:
+  npy_stream_writer(std::string path, long channels) : path_(std::move(path)), channels_(channels) {
+    if (channels_ < 0) throw io_error(path_, "npy_stream_writer: negative channel count");
+    out_.open(tmp_path(), std::ios::binary | std::ios::trunc);
+    if (!out_) throw io_error(path_, "cannot open file for writing");
+    out_ << header(0);
+  }
+  npy_stream_writer(const npy_stream_writer&) = delete;
+  npy_stream_writer& operator=(const npy_stream_writer&) = delete;
+  ~npy_stream_writer() {
+    if (out_.is_open()) {
+      out_.close();
+      std::remove(tmp_path().c_str());
+    }
+  }
+
+  const std::string& path() const { return path_; }
+  long steps() const { return steps_; }
+
+  /// Appends `steps` steps: `block` holds (channels, steps) in C order (for channels == 0,
+  /// `steps` values).
+  template <class T>
+  void append(const T* block, long steps) {
+    if (!out_.is_open()) throw io_error(path_, "npy_stream_writer: append after close");
+    const long c = std::max(channels_, 1L);
+    buffer_.resize(static_cast<std::size_t>(c * steps));
+    for (long t = 0; t < steps; ++t)  // (channels, steps) to step-major
+      for (long ch = 0; ch < c; ++ch) buffer_[t * c + ch] = static_cast<float>(block[ch * steps + t]);
+    out_.write(reinterpret_cast<const char*>(buffer_.data()), static_cast<std::streamsize>(buffer_.size() * 4));
+    if (!out_) throw io_error(path_, "write error (disk full?)");
+    steps_ += steps;
+  }
+
+  /// Writes the final shape and renames the file into place.
+  void close() {
+    if (!out_.is_open()) return;
+    out_.seekp(0);
+    out_ << header(steps_);
+    out_.flush();
+    const bool ok = static_cast<bool>(out_);
+    out_.close();
+    if (!ok) {
+      std::remove(tmp_path().c_str());
+      throw io_error(path_, "write error (disk full?)");
+    }
+    if (std::rename(tmp_path().c_str(), path_.c_str()) != 0) {
+      std::remove(tmp_path().c_str());
+      throw io_error(path_, "cannot replace file");
+    }
+  }
+
+ private:
+  std::string tmp_path() const { return path_ + ".tmp"; }
+
+  // Version 1.0 header padded to a fixed 128 bytes, so that the final shape fits in place.
+  std::string header(long steps) const {
+    std::string dict = channels_ == 0 ? "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(steps) + ",), }"
+                                      : "{'descr': '<f4', 'fortran_order': True, 'shape': (" +
+                                            std::to_string(channels_) + ", " + std::to_string(steps) + "), }";
+    const std::size_t total = 128, len = total - 10;
+    dict.resize(len - 1, ' ');
+    dict += '\n';
+    std::string h = "\x93NUMPY";
+    h += '\x01';
+    h += '\x00';
+    h += static_cast<char>(len & 0xff);
+    h += static_cast<char>(len >> 8);
+    return h + dict;
+  }
+
+  std::string path_;
+  long channels_;
+  long steps_ = 0;
+  std::ofstream out_;
+  std::vector<float> buffer_;
+};
 
 }  // namespace soundnet::io

@@ -6,11 +6,13 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/io/safetensors.hpp"
 #endif
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -56,6 +58,31 @@ struct safetensors_file {
     return out;
   }
 
+  /// Converts the F32 or F64 tensor `name` to T into dst (size: its element count) without
+  /// an intermediate copy; returns the index of the first non-finite element, or -1.
+  template <class T>
+  long copy_to(const std::string& name, T* dst) const {
+    const auto& e = tensors.at(name);
+    const std::size_t word = dtype_size(e.dtype);
+    if (e.dtype != "F32" && e.dtype != "F64") throw io_error(path, "tensor '" + name + "' has dtype " + e.dtype + "; expected F32");
+    const std::size_t count = (e.end - e.begin) / word;
+    const char* src = data.data() + e.begin;
+    long bad = -1;
+    for (std::size_t i = 0; i < count; ++i) {
+      double v;
+      if (word == 4) {
+        float f;
+        std::memcpy(&f, src + 4 * i, 4);
+        v = f;
+      } else {
+        std::memcpy(&v, src + 8 * i, 8);
+      }
+      if (bad < 0 && !std::isfinite(v)) bad = static_cast<long>(i);
+      if (dst) dst[i] = static_cast<T>(v);
+    }
+    return bad;
+  }
+
   static std::size_t dtype_size(const std::string& dtype) {
     static const std::map<std::string, std::size_t> sizes = {
         {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
@@ -86,7 +113,8 @@ inline safetensors_file read_safetensors(const std::string& path) {
 
   safetensors_file file;
   file.path = path;
-  file.data = bytes.substr(8 + header_len);
+  file.data = std::move(bytes);  // the tensor bytes, moved down in place: no second copy
+  file.data.erase(0, 8 + header_len);
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& name = it.key();
     if (name == "__metadata__") {

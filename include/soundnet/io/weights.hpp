@@ -49,22 +49,20 @@ inline bool ignorable(const std::string& name) {  // PyTorch's BN counter: not u
   return name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// Copies tensor `name` of `file` into `dst` after checking dtype, shape and finiteness.
+// Checks tensor `name` of `file` (dtype, shape, finiteness) and, with a non-null `dst`,
+// copies it there; without one it only checks, so that a model is changed only after every
+// tensor has passed.
 template <class T>
 void load_tensor(const safetensors_file& file, const std::string& name, const std::vector<std::size_t>& shape,
-                 T* dst, std::size_t size) {
+                 T* dst) {
   const auto& e = file.tensors.at(name);
   if (e.dtype != "F32")
     throw weights_error(file.path, "tensor '" + name + "' has dtype " + e.dtype + "; soundnet weights are F32");
   if (e.shape != shape)
     throw weights_error(file.path, "tensor '" + name + "' has shape " + shape_text(e.shape) + " but the model expects " +
                                        shape_text(shape));
-  const auto values = file.values<T>(name);
-  for (std::size_t i = 0; i < size; ++i) {
-    if (!std::isfinite(values[i]))
-      throw weights_error(file.path, "tensor '" + name + "' has a non-finite value at element " + std::to_string(i));
-    dst[i] = values[i];
-  }
+  const long bad = file.copy_to(name, dst);
+  if (bad >= 0) throw weights_error(file.path, "tensor '" + name + "' has a non-finite value at element " + std::to_string(bad));
 }
 
 template <class Model>
@@ -90,14 +88,10 @@ void save_weights(const Model& net, const std::string& path) {
   write_safetensors(path, weight_tensors(net), {{"architecture", Model::architecture()}});
 }
 
-/// Loads weights saved by save_weights (or a checkpoint, or a PyTorch state dict saved as
-/// safetensors). Every model tensor must be present with its shape and dtype F32; a tensor
-/// the model does not have is an error (BN's num_batches_tracked and a checkpoint's Adam
-/// state are skipped). Throws weights_error naming the file and the tensor. On error the
-/// model is unchanged.
+namespace detail {
 template <class Model>
-void load_weights(Model& net, const std::string& path) {
-  const safetensors_file file = read_safetensors(path);
+void load_weights_from(Model& net, const safetensors_file& file) {
+  const std::string& path = file.path;
   detail::check_architecture<Model>(file);
   std::set<std::string> expected;
   std::string missing;
@@ -112,14 +106,22 @@ void load_weights(Model& net, const std::string& path) {
       unknown += (unknown.empty() ? "" : ", ") + name;
   if (!unknown.empty())
     throw weights_error(path, "tensors that " + std::string(Model::architecture()) + " does not have: " + unknown);
-  // Validate everything before changing the model.
-  std::vector<std::vector<typename Model::value_type>> staged;
-  for (const auto& p : net.parameters()) {
-    staged.emplace_back(p.size);
-    detail::load_tensor(file, p.name, p.shape, staged.back().data(), p.size);
-  }
-  std::size_t i = 0;
-  for (auto& p : net.parameters()) std::copy(staged[i].begin(), staged[i].end(), p.value), ++i;
+  // Check everything before changing the model (no staging copy: the checks cannot fail twice).
+  for (const auto& p : net.parameters())
+    detail::load_tensor(file, p.name, p.shape, static_cast<typename Model::value_type*>(nullptr));
+  for (auto& p : net.parameters()) detail::load_tensor(file, p.name, p.shape, p.value);
+}
+
+}  // namespace detail
+
+/// Loads weights saved by save_weights (or a checkpoint, or a PyTorch state dict saved as
+/// safetensors). Every model tensor must be present with its shape and dtype F32; a tensor
+/// the model does not have is an error (BN's num_batches_tracked and a checkpoint's Adam
+/// state are skipped). Throws weights_error naming the file and the tensor. On error the
+/// model is unchanged.
+template <class Model>
+void load_weights(Model& net, const std::string& path) {
+  detail::load_weights_from(net, read_safetensors(path));
 }
 
 /// Saves weights, Adam state and `extra` metadata, so that training resumes bit for bit.
@@ -173,10 +175,13 @@ std::map<std::string, std::string> load_checkpoint(Model& net, Optimizer& opt, c
   for (const auto& s : state)
     for (const char* kind : {"adam.m.", "adam.v."})
       if (!file.tensors.count(kind + s.name)) throw weights_error(path, std::string("checkpoint lacks ") + kind + s.name);
-  load_weights(net, path);
+  for (const auto& s : state)  // checked before anything changes
+    for (const char* kind : {"adam.m.", "adam.v."})
+      detail::load_tensor(file, kind + s.name, s.shape, static_cast<decltype(s.m)>(nullptr));
+  detail::load_weights_from(net, file);
   for (auto& s : state) {
-    detail::load_tensor(file, "adam.m." + s.name, s.shape, s.m, s.size);
-    detail::load_tensor(file, "adam.v." + s.name, s.shape, s.v, s.size);
+    detail::load_tensor(file, "adam.m." + s.name, s.shape, s.m);
+    detail::load_tensor(file, "adam.v." + s.name, s.shape, s.v);
   }
   opt.set_options(o);
   opt.set_steps(steps);
