@@ -3,7 +3,8 @@
 //
 //   soundnet-decode [--start S] [--duration D] --out-dir DIR FILE...
 //
-// Writes DIR/<file name>.npy for each FILE. A file that cannot be decoded gets one line on
+// Writes DIR/<file name>.npy for each FILE, as the audio is decoded (memory stays bounded for
+// files of any length). A file that cannot be decoded gets one line on
 // stderr naming it and the reason; the others are still written; the exit status is 1 if any
 // failed.
 #include <filesystem>
@@ -39,9 +40,11 @@ int main(int argc, char** argv) {
     long failed = 0;
     for (const auto& file : a.positional()) {
       try {
-        const auto wave = audio::decode(file, o);
-        xt::xtensor<float, 1> x = xt::adapt(wave, {wave.size()});
-        soundnet::io::write_npy((dir / (std::filesystem::path(file).filename().string() + ".npy")).string(), x);
+        audio::reader input(file, o);
+        soundnet::io::npy_stream_writer out((dir / (std::filesystem::path(file).filename().string() + ".npy")).string(), 0);
+        std::vector<float> piece(1 << 16);
+        while (const std::size_t n = input.read(piece.data(), piece.size())) out.append(piece.data(), static_cast<long>(n));
+        out.close();
       } catch (const std::exception& e) {
         std::cerr << "soundnet-decode: " << e.what() << "\n";
         ++failed;

@@ -3,12 +3,14 @@
 //   soundnet-extract --arch soundnet8 --weights W.safetensors --input-npy X.npy
 //                    (--layer NAME | --all-layers) --out PATH
 //   soundnet-extract --arch soundnet8 --weights W.safetensors [--layer pool5] [--pool mean|max]
-//                    [--tile-to SECONDS] (FILE | DIR)... [--list LIST] --out PATH
+//                    [--tile-to SECONDS] [--chunk-seconds S] (FILE | DIR)... [--list LIST] --out PATH
 //
 // X.npy: one float32 waveform, 22,050 Hz, already scaled to [-256, 256], shape (samples,).
-// Audio/video files (with FFmpeg) are decoded to that form. Output: (C, T) float32 .npy, one
-// per input (PATH/<file name>.npy), or with --pool one matrix (files, C) in PATH and the file
-// names of its rows in PATH.txt.
+// Audio/video files (with FFmpeg) are decoded to that form as they are read and processed in
+// chunks (soundnet::feature_stream): memory is bounded by the chunk, not the file, and the
+// features equal those of one forward over the whole file. Output: (C, T) float32 .npy, one
+// per input (PATH/<file name>.npy, written step by step in Fortran order), or with --pool one
+// matrix (files, C) in PATH and the file names of its rows in PATH.txt.
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,11 +19,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 
-#include "cli.hpp"
-#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
-#include "audio/decode.hpp"
-#endif
+#include "stream_input.hpp"
 
 namespace fs = std::filesystem;
 
@@ -31,7 +31,7 @@ const char* usage =
     "usage: soundnet-extract --arch soundnet8|soundnet5 --weights W.safetensors --input-npy X.npy\n"
     "                        (--layer NAME | --all-layers) --out PATH\n"
     "       soundnet-extract --arch soundnet8|soundnet5 --weights W.safetensors [--layer NAME] [--pool mean|max]\n"
-    "                        [--tile-to SECONDS] [--list LIST] (FILE | DIR)... --out PATH\n"
+    "                        [--tile-to SECONDS] [--chunk-seconds S] [--list LIST] (FILE | DIR)... --out PATH\n"
     "                        [--scenes 401|365] [--threads N]\n"
     "  X.npy      float32 waveform (samples,) at 22,050 Hz scaled to [-256, 256]\n"
     "  FILE, DIR  audio or video files (any format FFmpeg reads), or folders of them; --list: a file\n"
@@ -41,6 +41,8 @@ const char* usage =
     "  --pool     mean or max over time: one row per file in the matrix PATH (names in PATH.txt)\n"
     "  --tile-to  repeat shorter clips circularly to this many seconds (default: the network's\n"
     "             minimum input, 9.5 s for soundnet8; the authors' evaluation uses 10)\n"
+    "  --chunk-seconds  audio is processed in chunks of about this length (default 60): memory stays\n"
+    "             bounded for files of any length, and the features equal those of the whole file\n"
     "  --out      the .npy file (--input-npy --layer, or --pool) or a folder for <name>.npy files\n";
 
 std::string join_shape(const xt::xarray<float>& a) {
@@ -90,17 +92,23 @@ std::vector<std::string> collect_inputs(const cli::args& a, std::vector<std::str
   return files;
 }
 
-// A one-line progress report on stderr, when stderr is a terminal.
+// A one-line progress report on stderr, when stderr is a terminal: files done, the share of
+// the current file (for long files), the rate and the estimated time left.
 class progress {
  public:
-  explicit progress(std::size_t total) : total_(total), on_(total > 1 && isatty(fileno(stderr))) {}
-  void update(std::size_t done) {
+  explicit progress(std::size_t total) : total_(total), on_(isatty(fileno(stderr)) != 0) {}
+  void update(std::size_t done, double fraction = 0, const std::string& current = "") {
     if (!on_) return;
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double rate = elapsed > 0 ? done / elapsed : 0;
-    const long eta = rate > 0 ? static_cast<long>((total_ - done) / rate) : 0;
-    std::fprintf(stderr, "\r[%zu/%zu] %.1f files/s, ETA %ld:%02ld:%02ld ", done, total_, rate, eta / 3600,
-                 eta / 60 % 60, eta % 60);
+    const auto now = std::chrono::steady_clock::now();
+    if (done < total_ && now - last_ < std::chrono::milliseconds(200)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double progressed = done + fraction;
+    const double rate = elapsed > 0 ? progressed / elapsed : 0;
+    const long eta = rate > 0 ? static_cast<long>((total_ - progressed) / rate) : 0;
+    std::fprintf(stderr, "\r\033[K[%zu/%zu] ", done, total_);
+    if (fraction > 0) std::fprintf(stderr, "%s %d%%, ", current.c_str(), static_cast<int>(100 * fraction));
+    std::fprintf(stderr, "%.2f files/s, ETA %ld:%02ld:%02ld ", rate, eta / 3600, eta / 60 % 60, eta % 60);
     if (done == total_) std::fputc('\n', stderr);
   }
   void message(const std::string& line) {  // a line that must not mix with the progress line
@@ -110,7 +118,7 @@ class progress {
  private:
   std::size_t total_;
   bool on_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
 };
 
 struct extract {
@@ -177,7 +185,9 @@ struct extract {
     if (!pool.empty() && pool != "mean" && pool != "max") throw cli::usage_error("--pool must be mean or max");
     if (!pool.empty() && a.has("--all-layers")) throw cli::usage_error("--pool takes one --layer, not --all-layers");
     const double tile_to = a.real("--tile-to", 0.0);
-    if (tile_to < 0) throw cli::usage_error("--tile-to must not be negative");
+    if (!(tile_to >= 0) || tile_to > 3600) throw cli::usage_error("--tile-to must be between 0 and 3600 seconds");
+    const double chunk_seconds = a.real("--chunk-seconds", 60.0);
+    if (!(chunk_seconds > 0) || chunk_seconds > 3600) throw cli::usage_error("--chunk-seconds must be between 0 and 3600");
     const long min_samples = std::max<long>(Model::min_input_length(), std::lround(tile_to * 22050));
     std::vector<std::string> failures;
     const auto files = collect_inputs(a, failures);
@@ -186,33 +196,42 @@ struct extract {
     const std::string out = a.str("--out");
     if (pool.empty()) make_directory(out);
 
+    const std::vector<std::string> names = a.has("--all-layers") ? net.output_names() : std::vector<std::string>{layer};
+    soundnet::feature_stream<Model> stream(net, names, std::lround(chunk_seconds * 22050));
     std::vector<std::vector<float>> rows;
-    std::vector<std::string> names;
+    std::vector<std::string> row_names;
     progress bar(files.size());
     for (const auto& f : failures) bar.message("soundnet-extract: " + f);
     std::size_t done = 0;
     for (const auto& file : files) {
       try {
-        auto wave = audio::decode(file);
-        cli::tile_circularly(wave, min_samples);
-        run(net, wave, file, layer);
         const std::string stem = fs::path(file).filename().string();
-        if (a.has("--all-layers")) {
-          make_directory((fs::path(out) / stem).string());
-          for (const auto& name : net.output_names()) write_layer(net, name, (fs::path(out) / stem / (name + ".npy")).string());
-        } else if (pool.empty()) {
-          write_layer(net, layer, (fs::path(out) / (stem + ".npy")).string());
-        } else {
-          const auto features = net.output(layer);  // (1, C, T)
-          std::vector<float> row(features.shape(1));
-          for (std::size_t c = 0; c < row.size(); ++c) {
-            float acc = pool == "max" ? features(0, c, 0) : 0.0f;
-            for (std::size_t t = 0; t < features.shape(2); ++t)
-              acc = pool == "max" ? std::max(acc, features(0, c, t)) : acc + features(0, c, t);
-            row[c] = pool == "max" ? acc : acc / features.shape(2);
-          }
+        // Writers (one .npy per read-out, written as the steps arrive) or pooling accumulators.
+        std::vector<std::unique_ptr<soundnet::io::npy_stream_writer>> writers;
+        if (pool.empty()) {
+          const fs::path dir = a.has("--all-layers") ? fs::path(out) / stem : fs::path(out);
+          if (a.has("--all-layers")) make_directory(dir.string());
+          for (std::size_t j = 0; j < names.size(); ++j)
+            writers.push_back(std::make_unique<soundnet::io::npy_stream_writer>(
+                (dir / ((a.has("--all-layers") ? names[j] : stem) + ".npy")).string(), stream.channels(j)));
+        }
+        std::vector<double> acc(static_cast<std::size_t>(stream.channels(0)), pool == "max" ? -INFINITY : 0.0);
+        long steps = 0;
+        auto sink = [&](std::size_t j, long, const xt::xtensor<float, 2>& block) {
+          const long n = static_cast<long>(block.shape(1));
+          if (pool.empty()) return writers[j]->append(block.data(), n);
+          for (std::size_t c = 0; c < acc.size(); ++c)
+            for (long t = 0; t < n; ++t)
+              acc[c] = pool == "max" ? std::max(acc[c], double(block(c, t))) : acc[c] + block(c, t);
+          steps += n;
+        };
+        cli::stream_file(file, min_samples, stream, sink, [&](double fraction) { bar.update(done, fraction, stem); });
+        for (auto& w : writers) w->close();
+        if (!pool.empty()) {
+          std::vector<float> row(acc.size());
+          for (std::size_t c = 0; c < acc.size(); ++c) row[c] = static_cast<float>(pool == "max" ? acc[c] : acc[c] / steps);
           rows.push_back(std::move(row));
-          names.push_back(file);
+          row_names.push_back(file);
         }
       } catch (const std::exception& e) {
         failures.push_back(e.what());
@@ -225,7 +244,7 @@ struct extract {
       for (std::size_t r = 0; r < rows.size(); ++r) std::copy(rows[r].begin(), rows[r].end(), &matrix(r, 0));
       soundnet::io::write_npy(out, matrix);
       std::ofstream list(out + ".txt");
-      for (const auto& n : names) list << n << "\n";
+      for (const auto& n : row_names) list << n << "\n";
       if (!list) throw soundnet::io_error(out + ".txt", "cannot write the row names");
     }
     if (!failures.empty())
@@ -248,7 +267,7 @@ int main(int argc, char** argv) {
   try {
     const cli::args a(argc, argv,
                       {"--arch", "--weights", "--input-npy", "--layer", "--out", "--scenes", "--threads", "--pool",
-                       "--tile-to", "--list"},
+                       "--tile-to", "--list", "--chunk-seconds"},
                       {"--all-layers"});
     if (a.help()) {
       std::cout << usage;

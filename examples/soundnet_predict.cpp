@@ -15,10 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "cli.hpp"
-#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
-#include "audio/decode.hpp"
-#endif
+#include "stream_input.hpp"
 
 namespace fs = std::filesystem;
 
@@ -59,21 +56,12 @@ std::vector<std::string> read_labels(const std::string& path, std::size_t classe
   return names;
 }
 
-std::vector<float> read_input(const std::string& path) {
-  if (fs::path(path).extension() == ".npy") return cli::read_waveform(path);
-#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
-  return audio::decode(path);
-#else
-  throw soundnet::io_error(path, "this soundnet-predict was built without FFmpeg: give a waveform .npy");
-#endif
-}
-
-// softmax over the classes of logits (1, classes, T) at step t
-std::vector<double> softmax(const xt::xtensor<float, 3>& logits, std::size_t t) {
-  std::vector<double> p(logits.shape(1));
+// softmax over the classes of a block of logits (classes, steps) at step t
+std::vector<double> softmax(const xt::xtensor<float, 2>& logits, std::size_t t) {
+  std::vector<double> p(logits.shape(0));
   double m = -INFINITY, s = 0;
-  for (std::size_t k = 0; k < p.size(); ++k) m = std::max(m, double(logits(0, k, t)));
-  for (std::size_t k = 0; k < p.size(); ++k) s += (p[k] = std::exp(logits(0, k, t) - m));
+  for (std::size_t k = 0; k < p.size(); ++k) m = std::max(m, double(logits(k, t)));
+  for (std::size_t k = 0; k < p.size(); ++k) s += (p[k] = std::exp(logits(k, t) - m));
   for (auto& v : p) v /= s;
   return p;
 }
@@ -124,32 +112,35 @@ struct predict {
     const long min_samples = std::max<long>(Net::min_input_length(), std::lround(tile_to * 22050));
     const double step_seconds = Net::output_stride() / 22050.0;
 
+    // The two heads, streamed: memory stays bounded for files of any length.
+    const auto& outputs = net.output_names();
+    soundnet::feature_stream<soundnet::model<Net>> stream(net, {outputs[outputs.size() - 2], outputs.back()});
     nlohmann::json all = nlohmann::json::array();
     long failed = 0;
     for (const auto& file : a.positional()) {
       try {
-        auto wave = read_input(file);
-        const std::size_t n = wave.size();
-        cli::tile_circularly(wave, min_samples);
-        try {
-          net.forward(wave.data(), 1, static_cast<long>(wave.size()));
-        } catch (const soundnet::shape_error& e) {
-          throw soundnet::io_error(file, e.what());
-        }
-        const auto lo = net.object_logits(), ls = net.scene_logits();  // (1, classes, T)
-        const std::size_t steps = lo.shape(2);
-        std::vector<double> mean_o(Net::objects, 0.0), mean_s(Net::scenes, 0.0);
+        std::vector<double> sum_o(Net::objects, 0.0), sum_s(Net::scenes, 0.0);
         nlohmann::json per_step = nlohmann::json::array();
-        for (std::size_t t = 0; t < steps; ++t) {
-          const auto po = softmax(lo, t), ps = softmax(ls, t);
-          for (std::size_t c = 0; c < po.size(); ++c) mean_o[c] += po[c] / steps;
-          for (std::size_t c = 0; c < ps.size(); ++c) mean_s[c] += ps[c] / steps;
-          per_step.push_back({{"start_s", t * step_seconds}, {"objects", top(po, objects, k)}, {"scenes", top(ps, scenes, k)}});
-        }
+        // Both heads' blocks arrive together, objects first, for the same steps.
+        auto sink = [&](std::size_t head, long first, const xt::xtensor<float, 2>& block) {
+          for (std::size_t t = 0; t < block.shape(1); ++t) {
+            const auto p = softmax(block, t);
+            auto& sum = head == 0 ? sum_o : sum_s;
+            for (std::size_t c = 0; c < p.size(); ++c) sum[c] += p[c];
+            if (head == 0)
+              per_step.push_back({{"start_s", (first + static_cast<long>(t)) * step_seconds}, {"objects", top(p, objects, k)}});
+            else
+              per_step[static_cast<std::size_t>(first) + t]["scenes"] = top(p, scenes, k);
+          }
+        };
+        const long n = cli::stream_file(file, min_samples, stream, sink, [](double) {});
+        const std::size_t steps = per_step.size();
+        for (auto& v : sum_o) v /= static_cast<double>(steps);
+        for (auto& v : sum_s) v /= static_cast<double>(steps);
         nlohmann::json result = {{"file", file},
                                  {"duration_s", n / 22050.0},
                                  {"step_s", step_seconds},
-                                 {"clip", {{"objects", top(mean_o, objects, k)}, {"scenes", top(mean_s, scenes, k)}}},
+                                 {"clip", {{"objects", top(sum_o, objects, k)}, {"scenes", top(sum_s, scenes, k)}}},
                                  {"steps", per_step}};
         if (a.has("--json")) {
           all.push_back(result);

@@ -16,6 +16,7 @@ extern "C" {
 #include <soundnet/soundnet.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -55,138 +56,219 @@ struct frame_closer {
   void operator()(AVFrame* f) const { av_frame_free(&f); }
 };
 
-/// True when the Ogg file's pages do not tile it: the last page is cut short (a truncated file).
+/// True when the Ogg file's pages do not tile it: the last page is cut short (a truncated
+/// file). Reads only the page headers.
 inline bool ogg_last_page_incomplete(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  const std::string d((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::size_t i = 0;
-  while (i + 27 <= d.size()) {
-    if (d.compare(i, 4, "OggS") != 0) return false;  // not plain Ogg pages: leave it to the demuxer
-    const std::size_t segments = static_cast<unsigned char>(d[i + 26]);
-    if (i + 27 + segments > d.size()) return true;
-    std::size_t size = 27 + segments;
-    for (std::size_t k = 0; k < segments; ++k) size += static_cast<unsigned char>(d[i + 27 + k]);
-    if (i + size > d.size()) return true;
-    i += size;
+  in.seekg(0, std::ios::end);
+  const long long size = static_cast<long long>(in.tellg());
+  long long i = 0;
+  unsigned char head[27 + 255];
+  while (i + 27 <= size) {
+    in.seekg(i);
+    if (!in.read(reinterpret_cast<char*>(head), 27)) return true;
+    if (std::memcmp(head, "OggS", 4) != 0) return false;  // not plain Ogg pages: leave it to the demuxer
+    const int segments = head[26];
+    if (i + 27 + segments > size) return true;
+    if (!in.read(reinterpret_cast<char*>(head + 27), segments)) return true;
+    long long page = 27 + segments;
+    for (int k = 0; k < segments; ++k) page += head[27 + k];
+    if (i + page > size) return true;
+    i += page;
   }
-  return i != d.size();
+  return i != size;
 }
 
 }  // namespace detail
 
-/// Decodes the audio of `path`. Throws soundnet::io_error naming the file for a missing or
-/// unreadable file, a file FFmpeg cannot open, one without an audio stream, corrupt or
-/// truncated audio data, or no audio at all in the requested range.
-inline std::vector<float> decode(const std::string& path, const decode_options& o = {}) {
-  using soundnet::io_error;
-  if (o.start < 0 || !std::isfinite(o.start)) throw io_error(path, "the start time must be a non-negative number");
-  av_log_set_level(AV_LOG_QUIET);  // errors are reported by exceptions, once, with the file name
+/// Reads the audio of one file in pieces, decoded, resampled and scaled as decode_options
+/// say: memory stays bounded by the pieces asked for, whatever the length of the file.
+/// Every error is a soundnet::io_error naming the file: a missing or unreadable file, a file
+/// FFmpeg cannot open, one without an audio stream, corrupt or truncated audio data (the
+/// truncation checks run when the end is reached), or no audio at all in the requested range.
+class reader {
+ public:
+  explicit reader(const std::string& path, const decode_options& o = {}) : path_(path), o_(o) {
+    using soundnet::io_error;
+    if (o.start < 0 || !std::isfinite(o.start)) throw io_error(path, "the start time must be a non-negative number");
+    av_log_set_level(AV_LOG_QUIET);  // errors are reported by exceptions, once, with the file name
 
-  AVFormatContext* raw_format = nullptr;
-  if (int e = avformat_open_input(&raw_format, path.c_str(), nullptr, nullptr); e < 0)
-    throw io_error(path, "cannot open as audio or video: " + detail::av_error(e));
-  std::unique_ptr<AVFormatContext, detail::format_closer> format(raw_format);
-  if (int e = avformat_find_stream_info(format.get(), nullptr); e < 0)
-    throw io_error(path, "cannot read stream information: " + detail::av_error(e));
+    AVFormatContext* raw_format = nullptr;
+    if (int e = avformat_open_input(&raw_format, path.c_str(), nullptr, nullptr); e < 0)
+      throw io_error(path, "cannot open as audio or video: " + detail::av_error(e));
+    format_.reset(raw_format);
+    if (int e = avformat_find_stream_info(format_.get(), nullptr); e < 0)
+      throw io_error(path, "cannot read stream information: " + detail::av_error(e));
 
-  if (format->nb_streams == 0) throw io_error(path, "no audio or video streams found (truncated, or not a media file)");
-  const AVCodec* codec = nullptr;
-  const int stream_index = av_find_best_stream(format.get(), AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
-  if (stream_index == AVERROR_STREAM_NOT_FOUND) throw io_error(path, "has no audio stream");
-  if (stream_index < 0 || !codec) throw io_error(path, "no decoder for its audio stream: " + detail::av_error(stream_index));
-  AVStream* stream = format->streams[stream_index];
+    if (format_->nb_streams == 0) throw io_error(path, "no audio or video streams found (truncated, or not a media file)");
+    const AVCodec* codec = nullptr;
+    stream_index_ = av_find_best_stream(format_.get(), AVMEDIA_TYPE_AUDIO, -1, -1, &codec, 0);
+    if (stream_index_ == AVERROR_STREAM_NOT_FOUND) throw io_error(path, "has no audio stream");
+    if (stream_index_ < 0 || !codec)
+      throw io_error(path, "no decoder for its audio stream: " + detail::av_error(stream_index_));
+    stream_ = format_->streams[stream_index_];
 
-  std::unique_ptr<AVCodecContext, detail::codec_closer> decoder(avcodec_alloc_context3(codec));
-  if (!decoder) throw io_error(path, "out of memory");
-  if (int e = avcodec_parameters_to_context(decoder.get(), stream->codecpar); e < 0)
-    throw io_error(path, "bad audio stream parameters: " + detail::av_error(e));
-  if (int e = avcodec_open2(decoder.get(), codec, nullptr); e < 0)
-    throw io_error(path, "cannot open the " + std::string(codec->name) + " decoder: " + detail::av_error(e));
+    decoder_.reset(avcodec_alloc_context3(codec));
+    if (!decoder_) throw io_error(path, "out of memory");
+    if (int e = avcodec_parameters_to_context(decoder_.get(), stream_->codecpar); e < 0)
+      throw io_error(path, "bad audio stream parameters: " + detail::av_error(e));
+    if (int e = avcodec_open2(decoder_.get(), codec, nullptr); e < 0)
+      throw io_error(path, "cannot open the " + std::string(codec->name) + " decoder: " + detail::av_error(e));
 
-  // Resampler: the stream's layout (or a default one for its channel count) to mono.
-  AVChannelLayout in_layout{};
-  if (decoder->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || decoder->ch_layout.nb_channels <= 0)
-    av_channel_layout_default(&in_layout, std::max(1, decoder->ch_layout.nb_channels));
-  else
-    av_channel_layout_copy(&in_layout, &decoder->ch_layout);
-  AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
-  SwrContext* raw_swr = nullptr;
-  int e = swr_alloc_set_opts2(&raw_swr, &mono, AV_SAMPLE_FMT_FLT, o.sample_rate, &in_layout, decoder->sample_fmt,
-                              decoder->sample_rate, 0, nullptr);
-  av_channel_layout_uninit(&in_layout);
-  std::unique_ptr<SwrContext, detail::swr_closer> swr(raw_swr);
-  if (e < 0 || !swr || (e = swr_init(swr.get())) < 0)
-    throw io_error(path, "cannot convert its audio (" + std::to_string(decoder->sample_rate) + " Hz, " +
-                             std::to_string(decoder->ch_layout.nb_channels) + " channels): " + detail::av_error(e));
+    // Resampler: the stream's layout (or a default one for its channel count) to mono.
+    AVChannelLayout in_layout{};
+    if (decoder_->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || decoder_->ch_layout.nb_channels <= 0)
+      av_channel_layout_default(&in_layout, std::max(1, decoder_->ch_layout.nb_channels));
+    else
+      av_channel_layout_copy(&in_layout, &decoder_->ch_layout);
+    AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
+    SwrContext* raw_swr = nullptr;
+    int e = swr_alloc_set_opts2(&raw_swr, &mono, AV_SAMPLE_FMT_FLT, o.sample_rate, &in_layout, decoder_->sample_fmt,
+                                decoder_->sample_rate, 0, nullptr);
+    av_channel_layout_uninit(&in_layout);
+    swr_.reset(raw_swr);
+    if (e < 0 || !swr_ || (e = swr_init(swr_.get())) < 0)
+      throw io_error(path, "cannot convert its audio (" + std::to_string(decoder_->sample_rate) + " Hz, " +
+                               std::to_string(decoder_->ch_layout.nb_channels) + " channels): " + detail::av_error(e));
 
-  const long skip = std::lround(o.start * o.sample_rate);
-  const long keep = o.duration < 0 ? -1 : std::lround(o.duration * o.sample_rate);
-  std::vector<float> out;
-  long produced = 0;  // samples produced since the beginning, before trimming
-  std::vector<float> chunk;
-  auto append = [&](const uint8_t** in, int in_samples) {
-    const int capacity = swr_get_out_samples(swr.get(), in_samples) + 32;
-    chunk.resize(static_cast<std::size_t>(std::max(capacity, 0)));
-    uint8_t* dst = reinterpret_cast<uint8_t*>(chunk.data());
-    const int n = swr_convert(swr.get(), &dst, capacity, in, in_samples);
-    if (n < 0) throw io_error(path, "resampling failed: " + detail::av_error(n));
-    for (int i = 0; i < n; ++i, ++produced)
-      if (produced >= skip && (keep < 0 || produced < skip + keep)) out.push_back(chunk[i] * o.scale);
+    skip_ = std::lround(o.start * o.sample_rate);
+    keep_ = o.duration < 0 ? -1 : std::lround(o.duration * o.sample_rate);
+    packet_.reset(av_packet_alloc());
+    frame_.reset(av_frame_alloc());
+    if (!packet_ || !frame_) throw io_error(path, "out of memory");
+  }
+
+  const std::string& path() const { return path_; }
+
+  /// The length of the audio stream the container announces, in seconds; < 0 if unknown.
+  /// Only a hint (for progress reports): the samples decoded are what counts.
+  double announced_seconds() const {
+    if (stream_->duration != AV_NOPTS_VALUE && stream_->duration > 0) return stream_->duration * av_q2d(stream_->time_base);
+    if (format_->nb_streams == 1 && format_->duration != AV_NOPTS_VALUE && format_->duration > 0)
+      return format_->duration / double(AV_TIME_BASE);
+    return -1;
+  }
+
+  /// Samples delivered by read() so far.
+  long samples_read() const { return delivered_; }
+
+  /// Reads up to `capacity` samples into `dst`; returns how many, 0 only at the end of the
+  /// requested range. Throws io_error (naming the file) for corrupt or truncated data, and at
+  /// the end when no sample at all was in the requested range.
+  std::size_t read(float* dst, std::size_t capacity) {
+    while (pending_.size() - pending_at_ < capacity && !finished_) decode_more();
+    const std::size_t n = std::min(capacity, pending_.size() - pending_at_);
+    std::copy(pending_.begin() + static_cast<long>(pending_at_), pending_.begin() + static_cast<long>(pending_at_ + n), dst);
+    pending_at_ += n;
+    if (pending_at_ == pending_.size()) pending_.clear(), pending_at_ = 0;
+    delivered_ += static_cast<long>(n);
     return n;
-  };
+  }
 
-  std::unique_ptr<AVPacket, detail::packet_closer> packet(av_packet_alloc());
-  std::unique_ptr<AVFrame, detail::frame_closer> frame(av_frame_alloc());
-  auto drain = [&] {
-    for (;;) {
-      const int r = avcodec_receive_frame(decoder.get(), frame.get());
-      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
-      if (r < 0) throw io_error(path, "corrupt audio data: " + detail::av_error(r));
-      append(const_cast<const uint8_t**>(frame->extended_data), frame->nb_samples);
-      av_frame_unref(frame.get());
+ private:
+  // Decodes at least one more packet (or flushes at the end) into pending_.
+  void decode_more() {
+    using soundnet::io_error;
+    if (pending_at_ > 0) {  // keep pending_ small: drop what was delivered
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(pending_at_));
+      pending_at_ = 0;
     }
-  };
-  int read = 0;
-  while ((read = av_read_frame(format.get(), packet.get())) >= 0) {
-    if (packet->stream_index == stream_index) {
-      const int r = avcodec_send_packet(decoder.get(), packet.get());
-      if (r < 0 && r != AVERROR(EAGAIN)) {
-        const double at = packet->pts == AV_NOPTS_VALUE ? -1 : packet->pts * av_q2d(stream->time_base);
-        av_packet_unref(packet.get());
-        throw io_error(path, "corrupt audio data" + (at >= 0 ? " at " + std::to_string(at) + " s" : std::string()) +
-                                 ": " + detail::av_error(r));
-      }
+    if (keep_ >= 0 && produced_ >= skip_ + keep_) return finish();  // the requested range is complete
+    const int read = av_read_frame(format_.get(), packet_.get());
+    if (read < 0) {
+      if (read != AVERROR_EOF) throw io_error(path_, "read error: " + detail::av_error(read));
+      avcodec_send_packet(decoder_.get(), nullptr);  // flush the decoder, then the resampler
       drain();
+      while (append(nullptr, 0) > 0) {
+      }
+      return finish();
     }
-    av_packet_unref(packet.get());
-    if (keep >= 0 && produced >= skip + keep) break;  // the requested range is complete
-  }
-  if (read < 0 && read != AVERROR_EOF) throw io_error(path, "read error: " + detail::av_error(read));
-  avcodec_send_packet(decoder.get(), nullptr);  // flush the decoder, then the resampler
-  drain();
-  while (append(nullptr, 0) > 0) {
+    if (packet_->stream_index == stream_index_) {
+      const int r = avcodec_send_packet(decoder_.get(), packet_.get());
+      if (r < 0 && r != AVERROR(EAGAIN)) {
+        const double at = packet_->pts == AV_NOPTS_VALUE ? -1 : packet_->pts * av_q2d(stream_->time_base);
+        av_packet_unref(packet_.get());
+        throw io_error(path_, "corrupt audio data" + (at >= 0 ? " at " + std::to_string(at) + " s" : std::string()) +
+                                  ": " + detail::av_error(r));
+      }
+      av_packet_unref(packet_.get());
+      drain();
+    } else {
+      av_packet_unref(packet_.get());
+    }
   }
 
-  // A container that announces a longer duration than the data it holds is truncated; Ogg
-  // announces none, but a cut file ends inside a page.
-  if (std::string(format->iformat->name).find("ogg") != std::string::npos && detail::ogg_last_page_incomplete(path))
-    throw io_error(path, "truncated: the file ends inside an Ogg page");
-  // The audio stream's own duration: a container's may cover a longer video stream.
-  double announced = -1;
-  if (stream->duration != AV_NOPTS_VALUE && stream->duration > 0)
-    announced = stream->duration * av_q2d(stream->time_base);
-  else if (format->nb_streams == 1 && format->duration != AV_NOPTS_VALUE)
-    announced = format->duration / double(AV_TIME_BASE);
-  if (announced > 0 && o.duration < 0 && o.start == 0) {
-    const double got = double(produced) / o.sample_rate;
-    if (got < announced - std::max(0.5, 0.1 * announced))
-      throw io_error(path, "truncated: " + std::to_string(got) + " s of audio decoded, " + std::to_string(announced) +
-                               " s announced");
+  void drain() {
+    for (;;) {
+      const int r = avcodec_receive_frame(decoder_.get(), frame_.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
+      if (r < 0) throw soundnet::io_error(path_, "corrupt audio data: " + detail::av_error(r));
+      append(const_cast<const uint8_t**>(frame_->extended_data), frame_->nb_samples);
+      av_frame_unref(frame_.get());
+    }
   }
-  if (out.empty())
-    throw io_error(path, produced == 0 ? "contains no audio samples"
-                                       : "no audio in the requested range (the audio lasts " +
-                                             std::to_string(double(produced) / o.sample_rate) + " s)");
+
+  int append(const uint8_t** in, int in_samples) {
+    const int capacity = swr_get_out_samples(swr_.get(), in_samples) + 32;
+    converted_.resize(static_cast<std::size_t>(std::max(capacity, 0)));
+    uint8_t* dst = reinterpret_cast<uint8_t*>(converted_.data());
+    const int n = swr_convert(swr_.get(), &dst, capacity, in, in_samples);
+    if (n < 0) throw soundnet::io_error(path_, "resampling failed: " + detail::av_error(n));
+    for (int i = 0; i < n; ++i, ++produced_) {
+      if (produced_ >= skip_ && (keep_ < 0 || produced_ < skip_ + keep_)) {
+        pending_.push_back(converted_[i] * o_.scale);
+        ++kept_;
+      }
+    }
+    return n;
+  }
+
+  // The end of the requested range: the truncation checks.
+  void finish() {
+    using soundnet::io_error;
+    finished_ = true;
+    // A container that announces a longer duration than the data it holds is truncated; Ogg
+    // announces none, but a cut file ends inside a page.
+    if (std::string(format_->iformat->name).find("ogg") != std::string::npos &&
+        detail::ogg_last_page_incomplete(path_))
+      throw io_error(path_, "truncated: the file ends inside an Ogg page");
+    const double announced = announced_seconds();
+    if (announced > 0 && o_.duration < 0 && o_.start == 0) {
+      const double got = double(produced_) / o_.sample_rate;
+      if (got < announced - std::max(0.5, 0.1 * announced))
+        throw io_error(path_, "truncated: " + std::to_string(got) + " s of audio decoded, " +
+                                  std::to_string(announced) + " s announced");
+    }
+    if (kept_ == 0)
+      throw io_error(path_, produced_ == 0 ? "contains no audio samples"
+                                           : "no audio in the requested range (the audio lasts " +
+                                                 std::to_string(double(produced_) / o_.sample_rate) + " s)");
+  }
+
+  std::string path_;
+  decode_options o_;
+  std::unique_ptr<AVFormatContext, detail::format_closer> format_;
+  std::unique_ptr<AVCodecContext, detail::codec_closer> decoder_;
+  std::unique_ptr<SwrContext, detail::swr_closer> swr_;
+  std::unique_ptr<AVPacket, detail::packet_closer> packet_;
+  std::unique_ptr<AVFrame, detail::frame_closer> frame_;
+  AVStream* stream_ = nullptr;
+  int stream_index_ = -1;
+  long skip_ = 0, keep_ = -1;
+  long produced_ = 0;   // samples out of the resampler since the beginning, before trimming
+  long kept_ = 0;       // samples in the requested range
+  long delivered_ = 0;  // samples returned by read()
+  std::vector<float> converted_, pending_;
+  std::size_t pending_at_ = 0;
+  bool finished_ = false;
+};
+
+/// Decodes the whole requested range of `path` at once; the errors of reader.
+inline std::vector<float> decode(const std::string& path, const decode_options& o = {}) {
+  reader r(path, o);
+  std::vector<float> out;
+  std::vector<float> piece(1 << 16);
+  while (const std::size_t n = r.read(piece.data(), piece.size())) out.insert(out.end(), piece.begin(), piece.begin() + static_cast<long>(n));
   return out;
 }
 

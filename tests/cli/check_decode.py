@@ -188,6 +188,8 @@ def main():
     check("decode bad input: the good file is still decoded, exit status 1, a summary",
           p.returncode == 1 and os.path.exists(os.path.join(w, "bad-out", os.path.basename(clip) + ".npy"))
           and f"{len(expected)} of {len(inputs)} files failed" in p.stderr, f"exit {p.returncode}")
+    left = sorted(set(os.listdir(os.path.join(w, "bad-out"))) - {os.path.basename(clip) + ".npy"})
+    check("decode bad input: no partial output files are left", not left, ", ".join(left))
 
     check_extract(args, groups["esc10-ogg-44k"][:3], bad)
 
