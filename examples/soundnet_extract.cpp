@@ -34,8 +34,8 @@ const char* usage =
     "                        [--tile-to SECONDS] [--chunk-seconds S] [--list LIST] (FILE | DIR)... --out PATH\n"
     "                        [--scenes 401|365] [--threads N]\n"
     "  X.npy      float32 waveform (samples,) at 22,050 Hz scaled to [-256, 256]\n"
-    "  FILE, DIR  audio or video files (any format FFmpeg reads), or folders of them; --list: a file\n"
-    "             naming one input per line (relative paths: relative to the list's folder)\n"
+    "  FILE, DIR  audio or video files (any format FFmpeg reads) or waveform .npy files, or folders of\n"
+    "             them; --list: a file naming one input per line (relative to the list's folder)\n"
     "  --layer    a read-out point: conv1_linear, bn1, conv1, pool1, ..., conv8_objects, conv8_scenes\n"
     "             (default for audio input: pool5 for soundnet8, pool3 for soundnet5)\n"
     "  --pool     mean or max over time: one row per file in the matrix PATH (names in PATH.txt)\n"
@@ -100,15 +100,24 @@ class progress {
   void update(std::size_t done, double fraction = 0, const std::string& current = "") {
     if (!on_) return;
     const auto now = std::chrono::steady_clock::now();
+    if (done != done_) {  // a file finished: the time per file so far
+      done_ = done;
+      finished_at_ = now;
+    }
     if (done < total_ && now - last_ < std::chrono::milliseconds(200)) return;
     last_ = now;
-    const double elapsed = std::chrono::duration<double>(now - start_).count();
-    const double progressed = done + fraction;
-    const double rate = elapsed > 0 ? progressed / elapsed : 0;
-    const long eta = rate > 0 ? static_cast<long>((total_ - progressed) / rate) : 0;
+    auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+    const double per_file = done > 0 ? seconds(finished_at_ - start_) / done : 0;
+    // The current file from its own pace, the files after it at the average pace so far.
+    const double in_file = seconds(now - finished_at_);
+    const double current_left = fraction > 0 ? in_file * (1 - fraction) / fraction : per_file;
+    const std::size_t after = done < total_ ? total_ - done - 1 : 0;
+    const long eta = static_cast<long>(std::lround(done < total_ ? current_left + after * per_file : 0));
     std::fprintf(stderr, "\r\033[K[%zu/%zu] ", done, total_);
     if (fraction > 0) std::fprintf(stderr, "%s %d%%, ", current.c_str(), static_cast<int>(100 * fraction));
-    std::fprintf(stderr, "%.2f files/s, ETA %ld:%02ld:%02ld ", rate, eta / 3600, eta / 60 % 60, eta % 60);
+    const double elapsed = seconds(now - start_);
+    std::fprintf(stderr, "%.2f files/s, ETA %ld:%02ld:%02ld ", elapsed > 0 ? (done + fraction) / elapsed : 0.0, eta / 3600,
+                 eta / 60 % 60, eta % 60);
     if (done == total_) std::fputc('\n', stderr);
   }
   void message(const std::string& line) {  // a line that must not mix with the progress line
@@ -116,9 +125,9 @@ class progress {
   }
 
  private:
-  std::size_t total_;
+  std::size_t total_, done_ = 0;
   bool on_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), last_{};
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now(), finished_at_ = start_, last_{};
 };
 
 struct extract {

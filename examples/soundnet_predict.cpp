@@ -6,6 +6,8 @@
 // FILE: an audio or video file (with FFmpeg) or a waveform .npy. For each output step (one per
 // Net::output_stride() samples, about 6 s for SoundNet-8) and for the whole clip (the mean of
 // the steps' probabilities): the top-k object and scene categories with their probabilities.
+// Audio files are decoded and processed in chunks (soundnet::feature_stream): memory stays
+// bounded for files of any length.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>

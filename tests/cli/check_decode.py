@@ -97,6 +97,20 @@ def check_extract(args, clips, bad):
         ours_path = os.path.join(w, "per-file", name + ".npy")
         ok = ok and os.path.exists(ours_path) and np.array_equal(np.load(ours_path), np.load(os.path.join(w, "ref.npy")))
     check("extract audio files (default layer pool3, --tile-to 10) equals decode + tile + --input-npy", ok, detail)
+    # Many small chunks (also run under AddressSanitizer in CI): the same features
+    p = subprocess.run(common + ["--tile-to", "30", "--chunk-seconds", "1", "--all-layers", "--out",
+                                 os.path.join(w, "chunked"), clips[0]], capture_output=True, text=True)
+    q = subprocess.run(common + ["--tile-to", "30", "--chunk-seconds", "60", "--all-layers", "--out",
+                                 os.path.join(w, "one-chunk"), clips[0]], capture_output=True, text=True)
+    name = os.path.basename(clips[0])
+    worst, count = 0.0, 0
+    for ref_path in sorted(glob.glob(os.path.join(w, "one-chunk", name, "*.npy"))):
+        ref = np.load(ref_path)
+        ours = np.load(os.path.join(w, "chunked", name, os.path.basename(ref_path)))
+        worst = max(worst, float(np.abs(ours - ref).max() / max(1.0, np.abs(ref).max())) if ours.shape == ref.shape else np.inf)
+        count += 1
+    check("extract --chunk-seconds 1 (30 s, every read-out) equals one chunk", p.returncode == 0 and q.returncode == 0
+          and count == 17 and worst <= 1e-5, f"{count} read-outs, largest difference {worst:.2e}; {p.stderr.strip()}")
 
     listing = os.path.join(w, "list.txt")
     open(listing, "w").write(f"{clips[1]}\n# a comment\n{os.path.join(bad, 'missing.ogg')}\n")

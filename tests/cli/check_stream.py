@@ -21,6 +21,7 @@ import argparse
 import glob
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -166,6 +167,28 @@ def main():
         peaks[label] = rss
         check(f"{label}: streamed pool5 features written", rc == 0, f"peak RSS {rss:.1f} MiB, {seconds:.1f} s"
               + (f"; {err.strip()}" if rc else ""))
+
+    # On a terminal: a progress line with the share of the current file, the rate and the ETA
+    master, slave = pty.openpty()
+    p = subprocess.Popen(common + ["--pool", "mean", "--out", os.path.join(w, "pooled.npy"), minute, hour],
+                         stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the program closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait()
+    os.close(master)
+    shown = b"".join(chunks).decode(errors="replace")
+    updates = [u.replace("\033[K", "").strip() for u in shown.split("\r") if "ETA" in u]
+    check("on a terminal: progress with the share of a long file, rate and ETA; none when not a terminal",
+          p.returncode == 0 and any("hour.flac" in u and "%" in u for u in updates) and updates[-1].startswith("[2/2]")
+          and "ETA" not in err, f"{len(updates)} updates, last: {updates[-1] if updates else '(none)'}")
 
     # The whole hour at once, as the reference
     rc, err, decode_rss, _ = measured([args.decode, "--out-dir", os.path.join(w, "waves"), hour])
