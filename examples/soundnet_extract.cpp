@@ -45,12 +45,6 @@ const char* usage =
     "             bounded for files of any length, and the features equal those of the whole file\n"
     "  --out      the .npy file (--input-npy --layer, or --pool) or a folder for <name>.npy files\n";
 
-std::string join_shape(const xt::xarray<float>& a) {
-  std::string s;
-  for (auto d : a.shape()) s += (s.empty() ? "" : ", ") + std::to_string(d);
-  return s;
-}
-
 // Audio inputs: files as given, folders' regular files (sorted, not recursive), list entries.
 std::vector<std::string> collect_inputs(const cli::args& a, std::vector<std::string>& failures) {
   std::vector<std::string> files;
