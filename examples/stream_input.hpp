@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cli.hpp"
@@ -22,33 +23,38 @@ namespace cli {
 template <class Stream, class Sink, class Progress>
 long stream_file(const std::string& path, long min_samples, Stream& stream, Sink&& sink, Progress&& progress) {
   using value_type = typename Stream::value_type;
+  std::vector<value_type> converted;
+  auto push = [&](const float* x, std::size_t n) {  // float samples into the stream's scalar type
+    if constexpr (std::is_same_v<value_type, float>) {
+      stream.push(x, static_cast<long>(n), sink);
+    } else {
+      converted.assign(x, x + n);
+      stream.push(converted.data(), static_cast<long>(n), sink);
+    }
+  };
   long samples = 0;
   try {
     if (std::filesystem::path(path).extension() == ".npy") {
       auto wave = read_waveform(path);
       samples = static_cast<long>(wave.size());
       tile_circularly(wave, min_samples);
-      const std::vector<value_type> x(wave.begin(), wave.end());
-      stream.push(x.data(), static_cast<long>(x.size()), sink);
+      push(wave.data(), wave.size());
     } else {
 #ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
       audio::reader input(path);
       // The first min_samples: a shorter clip is repeated, a longer one streamed.
-      std::vector<float> piece(static_cast<std::size_t>(std::max(min_samples, 1L << 16)));
+      std::vector<float> piece(static_cast<std::size_t>(min_samples));
       std::size_t have = 0;
-      while (have < static_cast<std::size_t>(min_samples))
-        if (const std::size_t n = input.read(piece.data() + have, static_cast<std::size_t>(min_samples) - have)) have += n;
+      while (have < piece.size())
+        if (const std::size_t n = input.read(piece.data() + have, piece.size() - have)) have += n;
         else break;
-      std::vector<float> head(piece.begin(), piece.begin() + static_cast<long>(have));
-      tile_circularly(head, min_samples);
-      const std::vector<value_type> x(head.begin(), head.end());
-      stream.push(x.data(), static_cast<long>(x.size()), sink);
+      piece.resize(have);
+      tile_circularly(piece, min_samples);
+      push(piece.data(), piece.size());
       const double announced = input.announced_seconds() * 22050;
       piece.resize(1 << 16);
-      std::vector<value_type> converted(piece.size());
       while (const std::size_t n = input.read(piece.data(), piece.size())) {
-        std::copy(piece.begin(), piece.begin() + static_cast<long>(n), converted.begin());
-        stream.push(converted.data(), static_cast<long>(n), sink);
+        push(piece.data(), n);
         if (announced > 0) progress(std::min(0.99, input.samples_read() / announced));
       }
       samples = input.samples_read();

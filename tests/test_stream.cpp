@@ -226,6 +226,9 @@ BOOST_AUTO_TEST_CASE(forward_to_stops_at_the_read_out) {
   const auto bn3 = net.output("bn3");
   BOOST_TEST(xt::view(bn3, 0) == xt::view(reference.at("bn3"), 0));
   BOOST_CHECK_THROW(net.output("conv4"), soundnet::error);
+  const auto middle = net.output("bn3", 5, 7);  // a range of steps
+  BOOST_TEST(xt::view(middle, 0) == xt::view(reference.at("bn3"), 0, xt::all(), xt::range(5, 12)));
+  BOOST_CHECK_THROW(net.output("bn3", 5, static_cast<long>(bn3.shape(2))), soundnet::error);
   BOOST_CHECK_THROW(net.kl_loss(xt::zeros<float>({1, 1000, 1}), xt::zeros<float>({1, 401, 1})), soundnet::error);
   BOOST_TEST(net.output_depth("conv1") == 3u);
   BOOST_TEST(net.output_channels("conv8_scenes") == 401);

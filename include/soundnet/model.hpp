@@ -124,7 +124,11 @@ class model {
   }
 
   /// The read-out `name` of the last forward, (N, C, T).
-  tensor output(const std::string& name) const {
+  tensor output(const std::string& name) const { return output(name, 0, -1); }
+
+  /// Steps [first, first + steps) of the read-out `name` of the last forward, (N, C, steps);
+  /// steps < 0: to the end. Throws soundnet::error for a range outside the read-out.
+  tensor output(const std::string& name, long first, long steps) const {
     require_forward("output");
     const long tap = find_tap(name);
     if (tap < 0) throw error(unknown_output_message(name));
@@ -136,12 +140,21 @@ class model {
       throw error("'" + name + "' is not kept by an inference forward that fuses conv, batch norm and ReLU; "
                   "use forward(x, mode::inference, keep::all)");
     const long t = lengths_[where.act];
+    if (steps < 0) steps = t - first;
+    if (first < 0 || steps < 0 || first + steps > t)
+      throw error("steps [" + std::to_string(first) + ", " + std::to_string(first + steps) + ") of '" + name +
+                  "' requested; it has " + std::to_string(t));
     const long c_total = Net::channels[where.act];
     tensor out = xt::empty<T>({static_cast<std::size_t>(batch_), static_cast<std::size_t>(where.c_count),
-                               static_cast<std::size_t>(t)});
-    for (long n = 0; n < batch_; ++n)
-      ops<Device, T>::copy_to_host(acts_[where.act].data() + (n * c_total + where.c_begin) * t,
-                                   where.c_count * t, out.data() + n * where.c_count * t);
+                               static_cast<std::size_t>(steps)});
+    for (long n = 0; n < batch_; ++n) {
+      const T* src = acts_[where.act].data() + (n * c_total + where.c_begin) * t + first;
+      T* dst = out.data() + n * where.c_count * steps;
+      if (steps == t)
+        ops<Device, T>::copy_to_host(src, where.c_count * t, dst);
+      else
+        for (long c = 0; c < where.c_count; ++c) ops<Device, T>::copy_to_host(src + c * t, steps, dst + c * steps);
+    }
     return out;
   }
 

@@ -207,11 +207,10 @@ class feature_stream {
         throw error("feature_stream: internal error: " + names_[j] + " step " + std::to_string(next_[j]) +
                     " is not valid in chunk [" + std::to_string(c.begin) + ", " + std::to_string(c.end) + ")");
       if (hi <= next_[j]) continue;
-      const auto out = net_.output(names_[j]);  // (1, C, local steps)
-      const long steps = hi - next_[j], from = next_[j] - offset, t_local = static_cast<long>(out.shape(2));
-      block_type block = xt::empty<value_type>({static_cast<std::size_t>(channels_[j]), static_cast<std::size_t>(steps)});
-      for (long ch = 0; ch < channels_[j]; ++ch)
-        std::copy(out.data() + ch * t_local + from, out.data() + ch * t_local + from + steps, block.data() + ch * steps);
+      auto out = net_.output(names_[j], next_[j] - offset, hi - next_[j]);  // (1, C, steps)
+      block_type block;
+      block.resize({out.shape(1), out.shape(2)});
+      block.storage().swap(out.storage());  // (C, steps) without another copy
       sink(j, next_[j], static_cast<const block_type&>(block));
       next_[j] = hi;
     }
