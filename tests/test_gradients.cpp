@@ -5,11 +5,14 @@
 
 #include <soundnet/soundnet.hpp>
 
+#include "op_cases.hpp"
+
 #include <functional>
 #include <random>
 #include <vector>
 
 using ops = soundnet::ops<soundnet::cpu, double>;
+soundnet::cpu::context ctx;
 using vec = std::vector<double>;
 
 namespace {
@@ -50,29 +53,32 @@ void check_gradient(const std::string& what, vec& x, const std::function<double(
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(conv1d_matches_finite_differences) {
-  struct geometry_case {
-    long c_in, c_out, kernel, stride, padding, t_in;
-  };
-  for (const auto& gc : {geometry_case{3, 4, 5, 2, 2, 17}, geometry_case{2, 3, 4, 3, 0, 20},
-                         geometry_case{1, 2, 8, 1, 4, 9}, geometry_case{2, 2, 3, 2, 5, 6}}) {
-    const long n = 2;
-    const long t_out = (gc.t_in + 2 * gc.padding - gc.kernel) / gc.stride + 1;
-    soundnet::conv_geometry g{n, gc.c_in, gc.t_in, gc.c_out, gc.kernel, gc.stride, gc.padding, t_out};
-    vec x = random_vector(n * gc.c_in * gc.t_in, 1), w = random_vector(gc.c_out * gc.c_in * gc.kernel, 2),
-        b = random_vector(gc.c_out, 3), r = random_vector(n * gc.c_out * t_out, 4);
-    ops::buffer ws;
-    auto loss = [&] {
-      vec y(n * gc.c_out * t_out);
-      ops::conv1d_forward(x.data(), w.data(), b.data(), y.data(), g, ws);
-      return dot(r, y);
-    };
-    vec dx(x.size()), dw(w.size(), 0.0), db(b.size(), 0.0);
-    ops::conv1d_backward(x.data(), w.data(), r.data(), dx.data(), dw.data(), db.data(), g, ws);
-    check_gradient("conv dx", x, loss, dx);
-    check_gradient("conv dw", w, loss, dw);
-    check_gradient("conv db", b, loss, db);
+// Every small case of the shared operation list (tests/op_cases.hpp): the backward against
+// central differences of the forward, for every differentiable input.
+BOOST_AUTO_TEST_CASE(every_op_case_matches_finite_differences) {
+  using namespace soundnet::testing;
+  op_runner<soundnet::cpu, double> run;
+  std::size_t cases = 0;
+  for (const auto& o : op_cases()) {
+    if (o.large || o.kind == op_kind::conv1d_bn_relu || o.kind == op_kind::adam) continue;  // no backward
+    auto in = make_inputs(o, 7);
+    const vec r = random_vector(forward_size(o), 99);
+    const auto analytic = run.backward(o, in, r);
+    BOOST_TEST_CONTEXT(o.name) {
+      BOOST_REQUIRE(!in.differentiable.empty());
+      for (const auto& name : in.differentiable) {
+        auto& x = in.tensors.at(name);
+        auto loss = [&] {
+          auto y = run.forward(o, in);
+          y.resize(forward_size(o));  // batch norm also returns its statistics
+          return dot(r, y);
+        };
+        check_gradient(o.name + " d" + name, x, loss, analytic.at(name), o.kind == op_kind::max_pool ? 1e-7 : 1e-6);
+      }
+    }
+    ++cases;
   }
+  BOOST_TEST(cases >= 10u);
 }
 
 BOOST_AUTO_TEST_CASE(conv1d_forward_matches_direct_sum) {
@@ -82,8 +88,7 @@ BOOST_AUTO_TEST_CASE(conv1d_forward_matches_direct_sum) {
   soundnet::conv_geometry g{n, c_in, t_in, c_out, k, s, p, t_out};
   vec x = random_vector(c_in * t_in, 5), w = random_vector(c_out * c_in * k, 6), b = random_vector(c_out, 7);
   vec y(c_out * t_out);
-  ops::buffer ws;
-  ops::conv1d_forward(x.data(), w.data(), b.data(), y.data(), g, ws);
+  ops::conv1d_forward(ctx, x.data(), w.data(), b.data(), y.data(), g);
   for (long o = 0; o < c_out; ++o)
     for (long t = 0; t < t_out; ++t) {
       double sum = b[o];
@@ -96,46 +101,11 @@ BOOST_AUTO_TEST_CASE(conv1d_forward_matches_direct_sum) {
     }
 }
 
-BOOST_AUTO_TEST_CASE(batch_norm_matches_finite_differences) {
-  const long n = 2, c = 3, t = 11;
-  vec x = random_vector(n * c * t, 8, 2.0), gamma = random_vector(c, 9), beta = random_vector(c, 10),
-      r = random_vector(n * c * t, 11);
-  for (double& g : gamma) g += 1.0;
-  for (bool training : {true, false}) {
-    vec rm = random_vector(c, 12, 0.3), rv(c, 1.5), mean(c), invstd(c);
-    auto forward = [&](vec& y) {
-      if (training) {
-        vec rm2 = rm, rv2 = rv;  // running statistics are a side effect, not an input
-        ops::batch_norm_forward_train(x.data(), n, c, t, gamma.data(), beta.data(), 1e-5, 0.1, rm2.data(), rv2.data(),
-                                      mean.data(), invstd.data(), y.data());
-      } else {
-        ops::batch_norm_forward_eval(x.data(), n, c, t, gamma.data(), beta.data(), rm.data(), rv.data(), 1e-5,
-                                     y.data());
-        for (long ch = 0; ch < c; ++ch) mean[ch] = rm[ch], invstd[ch] = 1.0 / std::sqrt(rv[ch] + 1e-5);
-      }
-    };
-    auto loss = [&] {
-      vec y(x.size());
-      forward(y);
-      return dot(r, y);
-    };
-    vec y(x.size());
-    forward(y);
-    vec dx(x.size()), dgamma(c, 0.0), dbeta(c, 0.0);
-    ops::batch_norm_backward(x.data(), r.data(), n, c, t, gamma.data(), mean.data(), invstd.data(), training,
-                             dx.data(), dgamma.data(), dbeta.data());
-    const std::string mode = training ? "training" : "inference";
-    check_gradient("batch norm dx " + mode, x, loss, dx);
-    check_gradient("batch norm dgamma " + mode, gamma, loss, dgamma);
-    check_gradient("batch norm dbeta " + mode, beta, loss, dbeta);
-  }
-}
-
 BOOST_AUTO_TEST_CASE(batch_norm_running_statistics_follow_pytorch_rule) {
   // momentum 0.1, unbiased variance for the running estimate, biased for normalising.
   const long n = 2, c = 1, t = 3;
   vec x = {1, 2, 4, -1, 0, 6}, gamma = {1}, beta = {0}, rm = {0.5}, rv = {2.0}, mean(1), invstd(1), y(6);
-  ops::batch_norm_forward_train(x.data(), n, c, t, gamma.data(), beta.data(), 1e-5, 0.1, rm.data(), rv.data(),
+  ops::batch_norm_forward_train(ctx, x.data(), n, c, t, gamma.data(), beta.data(), 1e-5, 0.1, rm.data(), rv.data(),
                                 mean.data(), invstd.data(), y.data());
   const double mu = 2.0, biased = (1 + 0 + 4 + 9 + 4 + 16) / 6.0, unbiased = biased * 6 / 5;
   BOOST_TEST(rm[0] == 0.9 * 0.5 + 0.1 * mu, boost::test_tools::tolerance(1e-14));
@@ -143,29 +113,27 @@ BOOST_AUTO_TEST_CASE(batch_norm_running_statistics_follow_pytorch_rule) {
   BOOST_TEST(y[0] == (1 - mu) / std::sqrt(biased + 1e-5), boost::test_tools::tolerance(1e-12));
 }
 
-BOOST_AUTO_TEST_CASE(relu_and_max_pool_match_finite_differences) {
-  const long rows = 3, t_in = 23, kernel = 4, stride = 3, t_out = (t_in - kernel) / stride + 1;
-  vec x = random_vector(rows * t_in, 13);
-  for (double& v : x) v += v > 0 ? 0.05 : -0.05;  // keep away from the ReLU kink
-  vec r = random_vector(rows * t_out, 14);
-  auto loss = [&] {
-    vec a(x.size()), y(rows * t_out);
-    ops::relu_forward(x.data(), a.data(), static_cast<long>(x.size()));
-    ops::max_pool_forward(a.data(), rows, t_in, kernel, stride, t_out, y.data(), nullptr);
-    return dot(r, y);
-  };
-  vec a(x.size()), y(rows * t_out), da(x.size()), dx(x.size());
-  std::vector<std::int32_t> argmax(rows * t_out);
-  ops::relu_forward(x.data(), a.data(), static_cast<long>(x.size()));
-  ops::max_pool_forward(a.data(), rows, t_in, kernel, stride, t_out, y.data(), argmax.data());
-  ops::max_pool_backward(r.data(), argmax.data(), rows, t_in, t_out, da.data());
-  ops::relu_backward(a.data(), da.data(), dx.data(), static_cast<long>(x.size()));
-  check_gradient("relu + max-pool dx", x, loss, dx, 1e-7);
-  // floor mode: the last partial window is dropped
-  BOOST_TEST(t_out == 7);
+BOOST_AUTO_TEST_CASE(max_pool_drops_the_last_partial_window) {
+  // Floor mode (PyTorch's default, the authors' Torch7): 23 steps, kernel 4, stride 3 give 7
+  // windows covering steps 0..21; step 22 belongs to no window, so a huge value there must not
+  // reach the output and gets no gradient.
+  const long t_in = 23, kernel = 4, stride = 3;
+  const long t_out = soundnet::max_pool1d<4, 3>::out_length(t_in);
+  BOOST_REQUIRE(t_out >= 1);
+  vec x = random_vector(t_in, 13), y(t_out + 1, -1.0), dx(t_in, -1.0), dy(t_out, 1.0);
+  x[t_in - 1] = 1e6;
+  std::vector<std::int32_t> argmax(t_out);
+  ops::max_pool_forward(ctx, x.data(), 1, t_in, kernel, stride, t_out, y.data(), argmax.data());
+  for (long t = 0; t < t_out; ++t) BOOST_TEST(y[t] < 1e6);
+  BOOST_TEST(y[t_out] == -1.0);  // nothing written past the floor-mode length
+  ops::max_pool_backward(ctx, dy.data(), argmax.data(), 1, t_in, t_out, dx.data());
+  BOOST_TEST(dx[t_in - 1] == 0.0);
+  double total = 0;
+  for (double v : dx) total += v;
+  BOOST_TEST(total == double(t_out));  // each window passes its gradient to exactly one sample
 }
 
-BOOST_AUTO_TEST_CASE(kl_loss_matches_definition_and_finite_differences) {
+BOOST_AUTO_TEST_CASE(kl_loss_matches_its_definition) {
   const long n = 2, c_total = 7, t = 3;
   vec z = random_vector(n * c_total * t, 15, 2.0);
   // targets for channels [2, 7): distributions over 5 classes per (n, t)
@@ -180,7 +148,7 @@ BOOST_AUTO_TEST_CASE(kl_loss_matches_definition_and_finite_differences) {
   p[1 * t + 0] = 0.0;  // a zero target probability contributes nothing (0 log 0 = 0)
   const double divisor = n * t;
   vec grad(z.size(), 0.0);
-  const double loss = ops::softmax_kl(z.data(), n, c_total, c_begin, c, t, p.data(), divisor, grad.data());
+  const double loss = ops::softmax_kl(ctx, z.data(), n, c_total, c_begin, c, t, p.data(), divisor, grad.data());
   // direct definition
   double expected = 0;
   for (long i = 0; i < n; ++i)
@@ -195,8 +163,6 @@ BOOST_AUTO_TEST_CASE(kl_loss_matches_definition_and_finite_differences) {
     }
   BOOST_TEST(loss == expected / divisor, boost::test_tools::tolerance(1e-12));
   BOOST_TEST(loss > 0);
-  auto f = [&] { return ops::softmax_kl(z.data(), n, c_total, c_begin, c, t, p.data(), divisor, nullptr); };
-  check_gradient("KL loss d logits", z, f, grad);
   // channels outside the head get no gradient
   BOOST_TEST(grad[0] == 0.0);
 }

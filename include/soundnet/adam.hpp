@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/device.hpp"
 #include "core/error.hpp"
 #include "core/runtime_layers.hpp"
 
@@ -22,14 +23,16 @@ struct adam_options {
   double eps = 1e-8;
 };
 
-/// Adam over the trainable parameters of a model (running statistics are skipped).
+/// Adam over a model's parameter arena (running statistics are not in it): the moments are
+/// two buffers of the arena's layout, and a step is one operation over the whole arena.
 /// Requires: the model outlives the optimiser.
 template <class T, class Device = cpu>
 class adam {
  public:
   using buffer = typename Device::template buffer<T>;
+  using O = ops<Device, T>;
 
-  /// A moment buffer of the optimiser, named after its parameter.
+  /// A moment buffer of the optimiser, named after its parameter (device pointers).
   struct state_view {
     std::string name;
     std::vector<std::size_t> shape;
@@ -39,25 +42,32 @@ class adam {
   };
 
   template <class Model>
-  explicit adam(Model& net, adam_options options = {}) : options_(options) {
+  explicit adam(Model& net, adam_options options = {}) : options_(options), ctx_(&net.context()) {
+    static_assert(std::is_same_v<typename Model::device, Device> && std::is_same_v<typename Model::value_type, T>,
+                  "SOUNDNET_ADAM_MUST_MATCH_THE_MODEL_DEVICE_AND_SCALAR");
     check(options_);
     net.require_gradients();
-    for (auto& p : net.parameters()) {
-      if (!p.trainable()) continue;
-      params_.push_back(&p);
-      m_.emplace_back(p.size, T(0));
-      v_.emplace_back(p.size, T(0));
-    }
+    params_ = net.parameter_arena();
+    grads_ = net.gradients();
+    m_.resize(params_.size());
+    v_.resize(params_.size());
+    reset();
+    for (auto& p : net.parameters())
+      if (p.trainable()) views_.push_back({p.name, p.shape, p.offset, p.size});
   }
 
-  /// One update from the parameters' current gradients.
+  /// One update of the whole parameter arena from its gradients.
   void step() {
     ++step_;
-    for (std::size_t i = 0; i < params_.size(); ++i) {
-      auto& p = *params_[i];
-      ops<Device, T>::adam_update(p.value, p.grad, m_[i].data(), v_[i].data(), static_cast<long>(p.size),
-                                  options_.lr, options_.beta1, options_.beta2, options_.eps, step_);
-    }
+    O::adam_update(*ctx_, params_.data(), grads_.data(), m_.data(), v_.data(), static_cast<long>(params_.size()),
+                   options_.lr, options_.beta1, options_.beta2, options_.eps, step_);
+  }
+
+  /// Zero moments and step count (a fresh optimiser).
+  void reset() {
+    O::fill(*ctx_, m_.data(), static_cast<long>(m_.size()), T(0));
+    O::fill(*ctx_, v_.data(), static_cast<long>(v_.size()), T(0));
+    step_ = 0;
   }
 
   long steps() const { return step_; }
@@ -68,15 +78,27 @@ class adam {
   const adam_options& options() const { return options_; }
   void set_options(const adam_options& o) { check(o), options_ = o; }
 
-  /// Views of the first and second moments, for checkpoints.
+  /// The moments as contiguous spans in the parameter arena's layout.
+  device_span<T> first_moments() { return {m_.data(), m_.size()}; }
+  device_span<T> second_moments() { return {v_.data(), v_.size()}; }
+
+  /// Views of the first and second moments of each trainable tensor, for checkpoints.
   std::vector<state_view> state() {
     std::vector<state_view> out;
-    for (std::size_t i = 0; i < params_.size(); ++i)
-      out.push_back({params_[i]->name, params_[i]->shape, m_[i].data(), v_[i].data(), params_[i]->size});
+    for (const auto& p : views_) out.push_back({p.name, p.shape, m_.data() + p.offset, v_.data() + p.offset, p.size});
     return out;
   }
 
+  /// The device context of the model.
+  typename Device::context& context() { return *ctx_; }
+
  private:
+  struct view {
+    std::string name;
+    std::vector<std::size_t> shape;
+    std::size_t offset, size;
+  };
+
   static void check(const adam_options& o) {
     if (!(o.lr > 0) || !std::isfinite(o.lr)) throw error("Adam learning rate must be positive and finite");
     if (!(o.beta1 >= 0 && o.beta1 < 1)) throw error("Adam beta1 must be in [0, 1)");
@@ -85,8 +107,10 @@ class adam {
   }
 
   adam_options options_;
-  std::vector<parameter<T>*> params_;
-  std::vector<buffer> m_, v_;
+  typename Device::context* ctx_;
+  device_span<T> params_, grads_;
+  buffer m_, v_;
+  std::vector<view> views_;
   long step_ = 0;
 };
 

@@ -11,6 +11,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <tuple>
@@ -19,6 +20,8 @@
 #include <vector>
 #include <xtensor/xtensor.hpp>
 
+#include "backend/device.hpp"
+#include "core/audio.hpp"
 #include "core/error.hpp"
 #include "core/random.hpp"
 #include "core/runtime_layers.hpp"
@@ -31,6 +34,7 @@ class model {
   static_assert(is_network_v<Net>,
                 "SOUNDNET_MODEL_NEEDS_A_NAMED_NETWORK_TYPE_(a sequential<...> with a static name)");
   static_assert(std::is_floating_point_v<T>, "SOUNDNET_MODEL_SCALAR_MUST_BE_FLOAT_OR_DOUBLE");
+  static_assert(check_device<Device, T>::value, "SOUNDNET_DEVICE_IS_INCOMPLETE");
 
   template <class Seq>
   struct layer_tuple;
@@ -48,6 +52,8 @@ class model {
   using device = Device;
   using tensor = xt::xtensor<T, 3>;
   using buffer = typename Device::template buffer<T>;
+  using context_type = typename Device::context;
+  using O = ops<Device, T>;
   static constexpr std::size_t num_layers = Net::size;
   static constexpr int objects = Net::objects;
   static constexpr int scenes = Net::scenes;
@@ -65,16 +71,43 @@ class model {
   static constexpr long min_input_length() { return Net::min_input_length(); }
   static constexpr long output_length(long samples) { return Net::output_length(samples); }
 
-  /// Conv weights N(0, 0.01), biases 0, BN gamma N(1, 0.02), beta 0, running stats (0, 1).
+  /// Conv weights N(0, 0.01), biases 0, BN gamma N(1, 0.02), beta 0, running stats (0, 1),
+  /// drawn on the host and copied to the device, so every device starts from the same values.
   void initialize(std::uint64_t seed) {
     normal_generator rng(seed);
-    std::apply([&](auto&... l) { (l.initialize(rng), ...); }, layers_);
+    std::vector<T> params(param_arena_.size(), T(0)), stats(stat_arena_.size(), T(0));
+    std::apply([&](auto&... l) { (l.initialize(params.data(), stats.data(), rng), ...); }, layers_);
+    O::copy_from_host(ctx_, params.data(), static_cast<long>(params.size()), param_arena_.data());
+    O::copy_from_host(ctx_, stats.data(), static_cast<long>(stats.size()), stat_arena_.data());
     if (has_gradients_) zero_grad();
   }
 
   /// Every named tensor in state-dict order: parameters and batch-norm running statistics.
+  /// Views into the arenas: the pointers stay valid for the model's lifetime.
   const std::vector<parameter<T>>& parameters() const { return params_; }
   std::vector<parameter<T>>& parameters() { return params_; }
+
+  /// The trainable parameters, all in one contiguous device buffer (the views of
+  /// parameters() point into it at their offsets; the gaps between tensors hold zeros).
+  device_span<T> parameter_arena() { return {param_arena_.data(), param_arena_.size()}; }
+  /// The gradients of the parameter arena, in the same layout: one span, what an all-reduce
+  /// takes. Creates them (zeroed) if they do not exist yet.
+  device_span<T> gradients() {
+    require_gradients();
+    return {grad_arena_.data(), grad_arena_.size()};
+  }
+  /// The batch-norm running statistics, one contiguous device buffer.
+  device_span<T> statistics() { return {stat_arena_.data(), stat_arena_.size()}; }
+
+  /// The device context the model's operations run on (scratch memory; streams on a GPU).
+  context_type& context() { return ctx_; }
+
+  /// Copies the values of `p` (a view of this model) to host memory (p.size values).
+  void copy_to_host(const parameter<T>& p, T* host_dst) const { O::copy_to_host(ctx_, p.value, static_cast<long>(p.size), host_dst); }
+  /// Sets the values of `p` (a view of this model) from host memory (p.size values).
+  void copy_from_host(const parameter<T>& p, const T* host_src) {
+    O::copy_from_host(ctx_, host_src, static_cast<long>(p.size), p.value);
+  }
 
   /// The parameter named `name`; throws soundnet::error if there is none.
   parameter<T>& parameter_named(const std::string& name) {
@@ -151,9 +184,10 @@ class model {
       const T* src = acts_[where.act].data() + (n * c_total + where.c_begin) * t + first;
       T* dst = out.data() + n * where.c_count * steps;
       if (steps == t)
-        ops<Device, T>::copy_to_host(src, where.c_count * t, dst);
+        O::copy_to_host(ctx_, src, where.c_count * t, dst);
       else
-        for (long c = 0; c < where.c_count; ++c) ops<Device, T>::copy_to_host(src + c * t, steps, dst + c * steps);
+        for (long c = 0; c < where.c_count; ++c)
+          O::copy_to_host(ctx_, src + c * t, steps, dst + c * steps);
     }
     return out;
   }
@@ -196,13 +230,16 @@ class model {
     check_target(target_objects, objects, t, "object");
     check_target(target_scenes, scenes, t, "scene");
     logit_grad_.resize(acts_[num_layers].size());
+    target_objects_.resize(target_objects.size());
+    target_scenes_.resize(target_scenes.size());
+    O::copy_from_host(ctx_, target_objects.data(), static_cast<long>(target_objects.size()), target_objects_.data());
+    O::copy_from_host(ctx_, target_scenes.data(), static_cast<long>(target_scenes.size()), target_scenes_.data());
     const double divisor = static_cast<double>(batch_) * t;
-    using O = ops<Device, T>;
     const double loss =
-        O::softmax_kl(acts_[num_layers].data(), batch_, objects + scenes, 0, objects, t,
-                      target_objects.data(), divisor, logit_grad_.data()) +
-        O::softmax_kl(acts_[num_layers].data(), batch_, objects + scenes, objects, scenes, t,
-                      target_scenes.data(), divisor, logit_grad_.data());
+        O::softmax_kl(ctx_, acts_[num_layers].data(), batch_, objects + scenes, 0, objects, t, target_objects_.data(),
+                      divisor, logit_grad_.data()) +
+        O::softmax_kl(ctx_, acts_[num_layers].data(), batch_, objects + scenes, objects, scenes, t,
+                      target_scenes_.data(), divisor, logit_grad_.data());
     has_logit_grad_ = true;
     return loss;
   }
@@ -210,18 +247,17 @@ class model {
   /// Creates the gradient buffers if they do not exist yet (inference never needs them).
   void require_gradients() {
     if (has_gradients_) return;
-    std::apply([](auto&... l) { (l.allocate_gradients(), ...); }, layers_);
-    std::vector<parameter<T>> fresh;
-    std::apply([&](auto&... l) { (l.collect(fresh), ...); }, layers_);
-    for (std::size_t i = 0; i < params_.size(); ++i) params_[i].grad = fresh[i].grad;  // views stay in place
+    grad_arena_.resize(param_arena_.size());
+    O::fill(ctx_, grad_arena_.data(), static_cast<long>(grad_arena_.size()), T(0));
+    for (auto& p : params_)
+      if (p.trainable()) p.grad = grad_arena_.data() + p.offset;  // views stay in place
     has_gradients_ = true;
   }
 
-  /// Sets every parameter gradient to 0.
+  /// Sets every parameter gradient to 0 (one fill over the gradient arena).
   void zero_grad() {
     require_gradients();
-    for (auto& p : params_)
-      if (p.grad) ops<Device, T>::fill(p.grad, static_cast<long>(p.size), T(0));
+    O::fill(ctx_, grad_arena_.data(), static_cast<long>(grad_arena_.size()), T(0));
   }
 
   /// Back-propagates the gradient stored by kl_loss(); gradients accumulate into the
@@ -240,7 +276,8 @@ class model {
       throw shape_error("logit gradient must have shape (" + std::to_string(batch_) + ", " +
                         std::to_string(objects + scenes) + ", " + std::to_string(t) + "); got " +
                         shape_string(logit_grad));
-    logit_grad_.assign(logit_grad.data(), logit_grad.data() + logit_grad.size());
+    logit_grad_.resize(logit_grad.size());
+    O::copy_from_host(ctx_, logit_grad.data(), static_cast<long>(logit_grad.size()), logit_grad_.data());
     backward_from(logit_grad_.data());
   }
 
@@ -260,9 +297,19 @@ class model {
 
   template <std::size_t... I>
   void setup_layers(std::index_sequence<I...>) {
-    (std::get<I>(layers_).setup(Net::channels[I], Net::block[I]), ...);
-    (std::get<I>(layers_).collect(params_), ...);
+    detail::arena_layout layout;
+    (std::get<I>(layers_).declare(Net::channels[I], Net::block[I], layout), ...);
+    param_arena_.resize(layout.parameters());
+    stat_arena_.resize(layout.statistics());
+    for (const auto& v : layout.views()) {
+      T* base = v.trainable ? param_arena_.data() : stat_arena_.data();
+      params_.push_back({v.name, v.shape, base + v.offset, nullptr, v.size, v.trainable, v.offset});
+    }
     (add_taps<I>(), ...);
+  }
+
+  detail::arenas<T> arena_pointers() {
+    return {param_arena_.data(), has_gradients_ ? grad_arena_.data() : nullptr, stat_arena_.data()};
   }
 
   template <std::size_t I>
@@ -287,15 +334,11 @@ class model {
     for (std::size_t i = 0; i <= num_layers; ++i) {
       lengths_[i] = lengths[i];
       kept_[i] = i <= depth && !(fused_ && skipped_when_fused(i));
-      const long size = batch * Net::channels[i] * lengths[i];
-      if (kept_[i] && static_cast<long>(acts_[i].size()) != size) {
-        // The old contents are not needed: free before growing, so that the old and the new
-        // buffer never coexist (peak memory of chunked streaming).
-        if (static_cast<long>(acts_[i].capacity()) < size) buffer().swap(acts_[i]);
-        acts_[i].resize(size);
-      }
+      // The old contents are not needed: buffers free before they grow, so that the old and
+      // the new storage never coexist (peak memory of chunked streaming).
+      if (kept_[i]) acts_[i].resize(static_cast<std::size_t>(batch * Net::channels[i] * lengths[i]));
     }
-    ops<Device, T>::copy_from_host(waveforms, batch * samples, acts_[0].data());
+    O::copy_from_host(ctx_, waveforms, batch * samples, acts_[0].data());
     forward_layers(m, std::make_index_sequence<num_layers>{});
     mode_ = m;
     has_forward_ = true;
@@ -335,15 +378,16 @@ class model {
       if (fused_) {
         auto& conv = std::get<I>(layers_);
         auto& bn = std::get<I + 1>(layers_);
-        ops<Device, T>::conv1d_bn_relu_forward(
-            acts_[I].data(), conv.w.data(), conv.b.data(), bn.gamma.data(), bn.beta.data(), bn.running_mean.data(),
-            bn.running_var.data(), bn.eps, acts_[I + 3].data(), conv.geometry(batch_, lengths_[I], lengths_[I + 1]),
-            workspace_, scale_shift_);
+        const T* p = param_arena_.data();
+        const T* st = stat_arena_.data();
+        O::conv1d_bn_relu_forward(ctx_, acts_[I].data(), p + conv.w, p + conv.b, p + bn.gamma, p + bn.beta,
+                                  st + bn.running_mean, st + bn.running_var, bn.eps, acts_[I + 3].data(),
+                                  conv.geometry(batch_, lengths_[I], lengths_[I + 1]));
       }
     }
     if (!(fusable(I) && fused_))
-      std::get<I>(layers_).forward(acts_[I].data(), batch_, lengths_[I], acts_[I + 1].data(), lengths_[I + 1], m,
-                                   workspace_);
+      std::get<I>(layers_).forward(ctx_, arena_pointers(), acts_[I].data(), batch_, lengths_[I], acts_[I + 1].data(),
+                                   lengths_[I + 1], m);
     if (timing_) layer_seconds_[I] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
@@ -364,8 +408,8 @@ class model {
   void backward_layer(const T* dy, int slot) {
     T* dx = I == 0 ? nullptr : grads_[slot].data();
     const auto start = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    std::get<I>(layers_).backward(acts_[I].data(), acts_[I + 1].data(), dy, batch_, lengths_[I],
-                                  lengths_[I + 1], dx, workspace_);
+    std::get<I>(layers_).backward(ctx_, arena_pointers(), acts_[I].data(), acts_[I + 1].data(), dy, batch_,
+                                  lengths_[I], lengths_[I + 1], dx);
     if (timing_)
       layer_backward_seconds_[I] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if constexpr (I > 0) backward_layer<I - 1>(dx, 1 - slot);
@@ -376,8 +420,10 @@ class model {
     if (samples < min_input_length())
       throw shape_error("input of " + std::to_string(samples) + " samples is too short for " + Net::name +
                         ": it needs at least " + std::to_string(min_input_length()) + " samples (" +
-                        seconds(min_input_length()) + " s at 22050 Hz)");
-    const long bad = ops<cpu, T>::first_non_finite(x, batch * samples);
+                        seconds(min_input_length()) + " s at " + std::to_string(audio_format::sample_rate) + " Hz)");
+    long bad = -1;  // the input is host memory: checked before it is copied to the device
+    for (long i = 0; i < batch * samples && bad < 0; ++i)
+      if (!std::isfinite(x[i])) bad = i;
     if (bad >= 0)
       throw shape_error("input has a non-finite value (NaN or Inf) in clip " + std::to_string(bad / samples) +
                         " at sample " + std::to_string(bad % samples));
@@ -423,7 +469,7 @@ class model {
   }
 
   static std::string seconds(long samples) {
-    const long tenths = (samples * 10 + 11025) / 22050;
+    const long tenths = (samples * 10 + audio_format::sample_rate / 2) / audio_format::sample_rate;
     return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10);
   }
 
@@ -434,14 +480,14 @@ class model {
   std::array<buffer, num_layers + 1> acts_;  // acts_[0]: input; acts_[i + 1]: output of layer i
   std::array<long, num_layers + 1> lengths_{};
   std::array<buffer, 2> grads_;              // ping-pong input gradients in backward
-  buffer logit_grad_;
-  buffer workspace_;
+  buffer logit_grad_, target_objects_, target_scenes_;
+  buffer param_arena_, grad_arena_, stat_arena_;
+  mutable context_type ctx_;  // scratch memory: read-outs use it too
   long batch_ = 0;
   std::size_t depth_ = num_layers;  // layers run by the last forward
   mode mode_ = mode::inference;
   bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false, has_gradients_ = false;
   std::array<bool, num_layers + 1> kept_{};
-  buffer scale_shift_;
   std::array<double, num_layers> layer_seconds_{}, layer_backward_seconds_{};
 };
 

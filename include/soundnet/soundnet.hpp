@@ -13,19 +13,20 @@
 #define SOUNDNET_INSIDE_SOUNDNET
 
 #include "version.hpp"
+#include "core/audio.hpp"
 #include "core/error.hpp"
 #include "core/layers.hpp"
 #include "core/sequential.hpp"
 #include "core/architectures.hpp"
 #include "core/random.hpp"
 #include "backend/device.hpp"
+#include "backend/cpu/device.hpp"
 #include "backend/cpu/ops.hpp"
 #include "core/runtime_layers.hpp"
 #include "model.hpp"
 #include "stream.hpp"
 #include "adam.hpp"
-#include "io/npy.hpp"
-#include "io/safetensors.hpp"
+#include "io.hpp"
 #include "io/weights.hpp"
 
 #undef SOUNDNET_INSIDE_SOUNDNET

@@ -1,7 +1,7 @@
 // feature_stream<Model>: read-outs of a waveform of any length (hours), fed in pieces, computed
 // in chunks of bounded size, equal to one forward() over the whole waveform.
 //
-//   soundnet::feature_stream<decltype(net)> stream(net, {"pool5"}, 60 * 22050);
+//   soundnet::feature_stream<decltype(net)> stream(net, {"pool5"}, 60 * soundnet::audio_format::sample_rate);
 //   auto sink = [&](std::size_t output, long first_step, const xt::xtensor<float, 2>& block) {
 //     // block: (channels, steps), the steps [first_step, first_step + steps) of output `output`
 //   };
@@ -52,7 +52,7 @@ class feature_stream {
   /// outlive the stream; `chunk_samples`: the nominal input samples per forward (at least 1;
   /// chunks are widened to the network's minimum input and the receptive field).
   /// Throws soundnet::error for an unknown or repeated name or an empty list.
-  feature_stream(Model& net, std::vector<std::string> outputs, long chunk_samples = 60L * 22050)
+  feature_stream(Model& net, std::vector<std::string> outputs, long chunk_samples = 60L * audio_format::sample_rate)
       : net_(net), names_(std::move(outputs)), chunk_samples_(chunk_samples) {
     if (names_.empty()) throw error("feature_stream needs at least one read-out");
     if (chunk_samples_ < 1) throw error("feature_stream: chunk_samples must be at least 1");
@@ -121,7 +121,7 @@ class feature_stream {
       reset();
       throw shape_error("input of " + std::to_string(n) + " samples is too short for " + network::name +
                         ": it needs at least " + std::to_string(network::min_input_length()) + " samples (" +
-                        seconds_text(network::min_input_length()) + " s at 22050 Hz)");
+                        seconds_text(network::min_input_length()) + " s at " + std::to_string(audio_format::sample_rate) + " Hz)");
     }
     const chunk c = plan(true, pushed_);
     run(c, true, sink);
@@ -228,7 +228,7 @@ class feature_stream {
   }
 
   static std::string seconds_text(long samples) {
-    const long hundredths = (samples * 100 + 11025) / 22050;
+    const long hundredths = (samples * 100 + audio_format::sample_rate / 2) / audio_format::sample_rate;
     const long rest = hundredths % 100;
     return std::to_string(hundredths / 100) + "." + (rest < 10 ? "0" : "") + std::to_string(rest);
   }

@@ -1,18 +1,24 @@
-// Runtime layers: one per layer spec, holding parameters and per-call state.
+// Runtime layers: one per layer spec, holding offsets into the model's arenas and per-call
+// state (saved batch statistics, max-pool indices).
 //
 // Contract of runtime_layer<Spec, T, Device> (every specialisation below):
-//   setup(c_in, block)                       sizes parameters for c_in input channels;
-//                                            block is the 1-based convolution block index
-//   initialize(rng)                          the paper's initialisation
-//   allocate_gradients()                     creates (zeroed) gradient buffers
-//   collect(params)                          appends its parameter views (names of the
-//                                            PyTorch state dict of the obvious module)
+//   declare(c_in, block, layout)             sizes its tensors for c_in input channels and
+//                                            reserves them in the arenas (layout): trainable
+//                                            parameters in the parameter arena, batch-norm
+//                                            running statistics in the statistics arena, each
+//                                            with the name of the PyTorch state dict of the
+//                                            obvious module; block is the 1-based block index
+//   initialize(params, stats, rng)           writes the paper's initialisation into host
+//                                            copies of the two arenas (the model copies them to
+//                                            the device: every device starts from the same values)
 //   taps(names)                              appends the names of its output(s)
-//   forward(x, n, t_in, y, t_out, mode, ws)  requires x (N, C_in, T_in), y (N, C_out, T_out)
-//   backward(x, y, dy, n, t_in, t_out, dx, ws)
+//   forward(ctx, a, x, n, t_in, y, t_out, mode)
+//                                            requires x (N, C_in, T_in), y (N, C_out, T_out);
+//                                            a: the arenas' device pointers
+//   backward(ctx, a, x, y, dy, n, t_in, t_out, dx)
 //                                            requires a forward on the same x; accumulates
-//                                            parameter gradients; writes dx unless null
-// Layers call ops<Device, T> only: no device API appears here.
+//                                            parameter gradients into a.grad; writes dx unless null
+// Layers do no arithmetic: they call ops<Device, T> only, and no device API appears here.
 #pragma once
 
 #ifndef SOUNDNET_INSIDE_SOUNDNET
@@ -39,8 +45,10 @@ enum class mode { inference, training };
 enum class keep { block_outputs, all };
 
 /// A view of one named tensor of a model: a trainable parameter or a running statistic of
-/// batch norm. grad is null for running statistics, and for parameters until the model's
-/// gradients exist (model::require_gradients; zero_grad, backward and adam create them).
+/// batch norm. value and grad are device pointers (host memory on the CPU) into the model's
+/// arenas; grad is null for running statistics, and for parameters until the model's gradients
+/// exist (model::require_gradients; zero_grad, backward and adam create them). offset: where
+/// the tensor starts in its arena (the parameter arena, or the statistics arena).
 template <class T>
 struct parameter {
   std::string name;
@@ -49,15 +57,57 @@ struct parameter {
   T* grad = nullptr;
   std::size_t size = 0;
   bool is_trainable = false;
+  std::size_t offset = 0;
   bool trainable() const { return is_trainable; }
 };
 
 namespace detail {
 
-template <class Buffer>
-auto grad_or_null(Buffer& b) -> decltype(b.data()) {
-  return b.empty() ? nullptr : b.data();
-}
+/// Where every tensor of a model lives: the layers reserve ranges of the parameter arena
+/// (trainable) and of the statistics arena, and name views of them.
+class arena_layout {
+ public:
+  struct view {
+    std::string name;
+    std::vector<std::size_t> shape;
+    std::size_t offset, size;
+    bool trainable;
+  };
+
+  /// Every range starts at a multiple of this many values (64 bytes of float).
+  static constexpr std::size_t align = 16;
+
+  /// Reserves `count` values; returns their offset in the arena.
+  std::size_t reserve(std::size_t count, bool trainable) {
+    std::size_t& end = trainable ? parameters_ : statistics_;
+    const std::size_t offset = end;
+    end += (count + align - 1) / align * align;
+    return offset;
+  }
+
+  /// Names the tensor of `shape` at `offset` of an arena.
+  void name(std::string name, std::vector<std::size_t> shape, std::size_t offset, bool trainable) {
+    std::size_t size = 1;
+    for (auto d : shape) size *= d;
+    views_.push_back({std::move(name), std::move(shape), offset, size, trainable});
+  }
+
+  std::size_t parameters() const { return parameters_; }
+  std::size_t statistics() const { return statistics_; }
+  const std::vector<view>& views() const { return views_; }
+
+ private:
+  std::size_t parameters_ = 0, statistics_ = 0;
+  std::vector<view> views_;
+};
+
+/// Device pointers to the bases of a model's arenas.
+template <class T>
+struct arenas {
+  T* param;  // trainable parameters
+  T* grad;   // their gradients (same layout), null before the model's gradients exist
+  T* stat;   // running statistics
+};
 
 template <class Spec, class T, class Device, layer_kind Kind = Spec::kind>
 struct runtime_layer;
@@ -67,71 +117,64 @@ struct runtime_layer;
 template <class Spec, class T, class Device>
 struct conv_layer {
   using O = ops<Device, T>;
-  using buffer = typename Device::template buffer<T>;
+  using context = typename Device::context;
 
   long c_in = 0;
   int block = 0;
-  buffer w, b, dw, db;  // w (C_out, C_in, K), b (C_out)
+  std::size_t w = 0, b = 0;  // offsets of w (C_out, C_in, K) and b (C_out) in the parameter arena
 
-  void setup(int channels_in, int block_index) {
+  std::string prefix() const { return "conv" + std::to_string(block); }
+
+  void reserve(int channels_in, int block_index, arena_layout& layout) {
     c_in = channels_in;
     block = block_index;
-    const long wsize = long(Spec::out) * c_in * Spec::kernel;
-    w.assign(wsize, T(0));
-    b.assign(Spec::out, T(0));
+    w = layout.reserve(std::size_t(Spec::out) * c_in * Spec::kernel, true);
+    b = layout.reserve(Spec::out, true);
   }
 
-  void allocate_gradients() {
-    dw.assign(w.size(), T(0));
-    db.assign(b.size(), T(0));
-  }
-
-  void initialize(normal_generator& rng) {  // weights N(0, 0.01), biases 0
-    for (auto& x : w) x = static_cast<T>(rng(0.0, 0.01));
-    std::fill(b.begin(), b.end(), T(0));
+  void initialize(T* params, T*, normal_generator& rng) {  // weights N(0, 0.01), biases 0
+    for (std::size_t i = 0; i < std::size_t(Spec::out) * c_in * Spec::kernel; ++i)
+      params[w + i] = static_cast<T>(rng(0.0, 0.01));
   }
 
   conv_geometry geometry(long n, long t_in, long t_out) const {
     return {n, c_in, t_in, Spec::out, Spec::kernel, Spec::stride, Spec::padding, t_out};
   }
 
-  void forward(const T* x, long n, long t_in, T* y, long t_out, mode, buffer& ws) {
-    O::conv1d_forward(x, w.data(), b.data(), y, geometry(n, t_in, t_out), ws);
+  void forward(context& ctx, const arenas<T>& a, const T* x, long n, long t_in, T* y, long t_out, mode) {
+    O::conv1d_forward(ctx, x, a.param + w, a.param + b, y, geometry(n, t_in, t_out));
   }
 
-  void backward(const T* x, const T*, const T* dy, long n, long t_in, long t_out, T* dx, buffer& ws) {
-    O::conv1d_backward(x, w.data(), dy, dx, dw.data(), db.data(), geometry(n, t_in, t_out), ws);
+  void backward(context& ctx, const arenas<T>& a, const T* x, const T*, const T* dy, long n, long t_in, long t_out,
+                T* dx) {
+    O::conv1d_backward(ctx, x, a.param + w, dy, dx, a.grad + w, a.grad + b, geometry(n, t_in, t_out));
   }
 };
 
 template <class Spec, class T, class Device>
 struct runtime_layer<Spec, T, Device, layer_kind::conv1d> : conv_layer<Spec, T, Device> {
-  std::string prefix() const { return "conv" + std::to_string(this->block); }
-  void collect(std::vector<parameter<T>>& out) {
+  void declare(int channels_in, int block_index, arena_layout& layout) {
+    this->reserve(channels_in, block_index, layout);
     const std::size_t o = Spec::out, ci = this->c_in, k = Spec::kernel;
-    out.push_back({prefix() + ".weight", {o, ci, k}, this->w.data(), grad_or_null(this->dw), o * ci * k, true});
-    out.push_back({prefix() + ".bias", {o}, this->b.data(), grad_or_null(this->db), o, true});
+    layout.name(this->prefix() + ".weight", {o, ci, k}, this->w, true);
+    layout.name(this->prefix() + ".bias", {o}, this->b, true);
   }
-  void taps(std::vector<std::string>& names) const { names.push_back(prefix() + "_linear"); }
+  void taps(std::vector<std::string>& names) const { names.push_back(this->prefix() + "_linear"); }
 };
 
 template <class Spec, class T, class Device>
 struct runtime_layer<Spec, T, Device, layer_kind::two_head_conv1d> : conv_layer<Spec, T, Device> {
-  std::string prefix() const { return "conv" + std::to_string(this->block); }
-  void collect(std::vector<parameter<T>>& out) {
+  void declare(int channels_in, int block_index, arena_layout& layout) {  // one convolution, two named halves
+    this->reserve(channels_in, block_index, layout);
     const std::size_t ob = Spec::objects, sc = Spec::scenes, ci = this->c_in, k = Spec::kernel;
-    T* w = this->w.data();
-    T* dw = grad_or_null(this->dw);
-    T* db = grad_or_null(this->db);
-    out.push_back({prefix() + "_objects.weight", {ob, ci, k}, w, dw, ob * ci * k, true});
-    out.push_back({prefix() + "_objects.bias", {ob}, this->b.data(), db, ob, true});
-    out.push_back({prefix() + "_scenes.weight", {sc, ci, k}, w + ob * ci * k, dw ? dw + ob * ci * k : nullptr,
-                   sc * ci * k, true});
-    out.push_back({prefix() + "_scenes.bias", {sc}, this->b.data() + ob, db ? db + ob : nullptr, sc, true});
+    layout.name(this->prefix() + "_objects.weight", {ob, ci, k}, this->w, true);
+    layout.name(this->prefix() + "_objects.bias", {ob}, this->b, true);
+    layout.name(this->prefix() + "_scenes.weight", {sc, ci, k}, this->w + ob * ci * k, true);
+    layout.name(this->prefix() + "_scenes.bias", {sc}, this->b + ob, true);
   }
   void taps(std::vector<std::string>& names) const {
-    names.push_back(prefix() + "_objects");
-    names.push_back(prefix() + "_scenes");
+    names.push_back(this->prefix() + "_objects");
+    names.push_back(this->prefix() + "_scenes");
   }
 };
 
@@ -140,67 +183,62 @@ struct runtime_layer<Spec, T, Device, layer_kind::two_head_conv1d> : conv_layer<
 template <class Spec, class T, class Device>
 struct runtime_layer<Spec, T, Device, layer_kind::batch_norm> {
   using O = ops<Device, T>;
+  using context = typename Device::context;
   using buffer = typename Device::template buffer<T>;
   static constexpr double eps = 1e-5, momentum = 0.1;
 
   long channels = 0;
   int block = 0;
-  buffer gamma, beta, dgamma, dbeta, running_mean, running_var;  // (C)
-  buffer saved_mean, saved_invstd;                               // (C), from the last forward
+  std::size_t gamma = 0, beta = 0;               // parameter arena, (C) each
+  std::size_t running_mean = 0, running_var = 0;  // statistics arena, (C) each
+  buffer saved_mean, saved_invstd;               // (C), from the last forward
   mode last_mode = mode::inference;
-
-  void setup(int c, int block_index) {
-    channels = c;
-    block = block_index;
-    for (auto* v : {&gamma, &beta, &running_mean, &saved_mean, &saved_invstd}) v->assign(c, T(0));
-    running_var.assign(c, T(1));
-    std::fill(gamma.begin(), gamma.end(), T(1));
-  }
-
-  void initialize(normal_generator& rng) {  // gamma N(1, 0.02), beta 0, running stats (0, 1)
-    for (auto& x : gamma) x = static_cast<T>(rng(1.0, 0.02));
-    std::fill(beta.begin(), beta.end(), T(0));
-    std::fill(running_mean.begin(), running_mean.end(), T(0));
-    std::fill(running_var.begin(), running_var.end(), T(1));
-  }
 
   std::string prefix() const { return "bn" + std::to_string(block); }
 
-  void allocate_gradients() {
-    dgamma.assign(channels, T(0));
-    dbeta.assign(channels, T(0));
+  void declare(int c, int block_index, arena_layout& layout) {
+    channels = c;
+    block = block_index;
+    gamma = layout.reserve(c, true);
+    beta = layout.reserve(c, true);
+    running_mean = layout.reserve(c, false);
+    running_var = layout.reserve(c, false);
+    const std::size_t n = c;
+    layout.name(prefix() + ".weight", {n}, gamma, true);
+    layout.name(prefix() + ".bias", {n}, beta, true);
+    layout.name(prefix() + ".running_mean", {n}, running_mean, false);
+    layout.name(prefix() + ".running_var", {n}, running_var, false);
+    saved_mean.resize(n);
+    saved_invstd.resize(n);
   }
 
-  void collect(std::vector<parameter<T>>& out) {
-    const std::size_t c = channels;
-    out.push_back({prefix() + ".weight", {c}, gamma.data(), grad_or_null(dgamma), c, true});
-    out.push_back({prefix() + ".bias", {c}, beta.data(), grad_or_null(dbeta), c, true});
-    out.push_back({prefix() + ".running_mean", {c}, running_mean.data(), nullptr, c, false});
-    out.push_back({prefix() + ".running_var", {c}, running_var.data(), nullptr, c, false});
+  void initialize(T* params, T* stats, normal_generator& rng) {  // gamma N(1, 0.02), beta 0, running stats (0, 1)
+    for (long i = 0; i < channels; ++i) {
+      params[gamma + i] = static_cast<T>(rng(1.0, 0.02));
+      stats[running_var + i] = T(1);
+    }
   }
+
   void taps(std::vector<std::string>& names) const { names.push_back(prefix()); }
 
-  void forward(const T* x, long n, long t, T* y, long, mode m, buffer&) {
+  void forward(context& ctx, const arenas<T>& a, const T* x, long n, long t, T* y, long, mode m) {
     last_mode = m;
     if (m == mode::training) {
-      O::batch_norm_forward_train(x, n, channels, t, gamma.data(), beta.data(), eps, momentum,
-                                  running_mean.data(), running_var.data(), saved_mean.data(),
-                                  saved_invstd.data(), y);
+      O::batch_norm_forward_train(ctx, x, n, channels, t, a.param + gamma, a.param + beta, eps, momentum,
+                                  a.stat + running_mean, a.stat + running_var, saved_mean.data(), saved_invstd.data(), y);
     } else {
-      O::batch_norm_forward_eval(x, n, channels, t, gamma.data(), beta.data(), running_mean.data(),
-                                 running_var.data(), eps, y);
+      O::batch_norm_forward_eval(ctx, x, n, channels, t, a.param + gamma, a.param + beta, a.stat + running_mean,
+                                 a.stat + running_var, eps, y);
     }
   }
 
-  void backward(const T* x, const T*, const T* dy, long n, long t, long, T* dx, buffer&) {
+  void backward(context& ctx, const arenas<T>& a, const T* x, const T*, const T* dy, long n, long t, long, T* dx) {
     if (last_mode == mode::inference) {  // running statistics are constants
-      for (long c = 0; c < channels; ++c) {
-        saved_mean[c] = running_mean[c];
-        saved_invstd[c] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps));
-      }
+      O::copy(ctx, a.stat + running_mean, channels, saved_mean.data());
+      O::batch_norm_invstd(ctx, a.stat + running_var, channels, eps, saved_invstd.data());
     }
-    O::batch_norm_backward(x, dy, n, channels, t, gamma.data(), saved_mean.data(), saved_invstd.data(),
-                           last_mode == mode::training, dx, dgamma.data(), dbeta.data());
+    O::batch_norm_backward(ctx, x, dy, n, channels, t, a.param + gamma, saved_mean.data(), saved_invstd.data(),
+                           last_mode == mode::training, dx, a.grad + gamma, a.grad + beta);
   }
 };
 
@@ -209,21 +247,19 @@ struct runtime_layer<Spec, T, Device, layer_kind::batch_norm> {
 template <class Spec, class T, class Device>
 struct runtime_layer<Spec, T, Device, layer_kind::relu> {
   using O = ops<Device, T>;
-  using buffer = typename Device::template buffer<T>;
+  using context = typename Device::context;
   long channels = 0;
   int block = 0;
 
-  void setup(int c, int block_index) { channels = c, block = block_index; }
-  void initialize(normal_generator&) {}
-  void allocate_gradients() {}
-  void collect(std::vector<parameter<T>>&) {}
+  void declare(int c, int block_index, arena_layout&) { channels = c, block = block_index; }
+  void initialize(T*, T*, normal_generator&) {}
   void taps(std::vector<std::string>& names) const { names.push_back("conv" + std::to_string(block)); }
 
-  void forward(const T* x, long n, long t, T* y, long, mode, buffer&) {
-    O::relu_forward(x, y, n * channels * t);
+  void forward(context& ctx, const arenas<T>&, const T* x, long n, long t, T* y, long, mode) {
+    O::relu_forward(ctx, x, y, n * channels * t);
   }
-  void backward(const T*, const T* y, const T* dy, long n, long t, long, T* dx, buffer&) {
-    if (dx) O::relu_backward(y, dy, dx, n * channels * t);
+  void backward(context& ctx, const arenas<T>&, const T*, const T* y, const T* dy, long n, long t, long, T* dx) {
+    if (dx) O::relu_backward(ctx, y, dy, dx, n * channels * t);
   }
 };
 
@@ -232,37 +268,38 @@ struct runtime_layer<Spec, T, Device, layer_kind::relu> {
 template <class Spec, class T, class Device>
 struct runtime_layer<Spec, T, Device, layer_kind::max_pool1d> {
   using O = ops<Device, T>;
-  using buffer = typename Device::template buffer<T>;
+  using context = typename Device::context;
   long channels = 0;
   int block = 0;
-  typename Device::template buffer<std::int32_t> argmax;  // (N, C, T_out), from the last forward
+  typename Device::template buffer<std::int32_t> argmax;  // (N, C, T_out), from the last training forward
+  typename Device::template buffer<T> scratch;            // (N, C, T_out), a backward after inference
+  bool has_argmax = false;
 
-  void setup(int c, int block_index) { channels = c, block = block_index; }
-  void initialize(normal_generator&) {}
-  void allocate_gradients() {}
-  void collect(std::vector<parameter<T>>&) {}
+  void declare(int c, int block_index, arena_layout&) { channels = c, block = block_index; }
+  void initialize(T*, T*, normal_generator&) {}
   void taps(std::vector<std::string>& names) const { names.push_back("pool" + std::to_string(block)); }
 
-  void forward(const T* x, long n, long t_in, T* y, long t_out, mode m, buffer&) {
+  void forward(context& ctx, const arenas<T>&, const T* x, long n, long t_in, T* y, long t_out, mode m) {
     std::int32_t* idx = nullptr;
-    if (m == mode::training) {
-      argmax.resize(n * channels * t_out);
+    has_argmax = m == mode::training;
+    if (has_argmax) {
+      argmax.resize(static_cast<std::size_t>(n * channels * t_out));
       idx = argmax.data();
-    } else {
-      argmax.clear();
     }
-    O::max_pool_forward(x, n * channels, t_in, Spec::kernel, Spec::stride, t_out, y, idx);
+    O::max_pool_forward(ctx, x, n * channels, t_in, Spec::kernel, Spec::stride, t_out, y, idx);
   }
 
-  void backward(const T* x, const T*, const T* dy, long n, long t_in, long t_out, T* dx, buffer&) {
+  void backward(context& ctx, const arenas<T>&, const T* x, const T*, const T* dy, long n, long t_in, long t_out,
+                T* dx) {
     if (!dx) return;
-    if (static_cast<long>(argmax.size()) != n * channels * t_out) {  // after an inference forward
-      argmax.resize(n * channels * t_out);
-      buffer scratch(n * channels * t_out);
-      O::max_pool_forward(x, n * channels, t_in, Spec::kernel, Spec::stride, t_out, scratch.data(),
-                          argmax.data());
+    const std::size_t size = static_cast<std::size_t>(n * channels * t_out);
+    if (!has_argmax || argmax.size() != size) {  // after an inference forward: find the maxima again
+      argmax.resize(size);
+      scratch.resize(size);
+      O::max_pool_forward(ctx, x, n * channels, t_in, Spec::kernel, Spec::stride, t_out, scratch.data(), argmax.data());
+      has_argmax = true;
     }
-    O::max_pool_backward(dy, argmax.data(), n * channels, t_in, t_out, dx);
+    O::max_pool_backward(ctx, dy, argmax.data(), n * channels, t_in, t_out, dx);
   }
 };
 

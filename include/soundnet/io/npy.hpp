@@ -2,8 +2,8 @@
 // naming the file and the problem) and a writer built on xtensor's xt::dump_npy.
 #pragma once
 
-#ifndef SOUNDNET_INSIDE_SOUNDNET
-#error "include <soundnet/soundnet.hpp> instead of soundnet/io/npy.hpp"
+#if !defined(SOUNDNET_INSIDE_SOUNDNET) && !defined(SOUNDNET_INSIDE_IO)
+#error "include <soundnet/io.hpp> or <soundnet/soundnet.hpp> instead of soundnet/io/npy.hpp"
 #endif
 
 #include <algorithm>

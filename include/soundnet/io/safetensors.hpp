@@ -2,8 +2,8 @@
 // {name: {dtype, shape, data_offsets}, "__metadata__": {string: string}}, then the data.
 #pragma once
 
-#ifndef SOUNDNET_INSIDE_SOUNDNET
-#error "include <soundnet/soundnet.hpp> instead of soundnet/io/safetensors.hpp"
+#if !defined(SOUNDNET_INSIDE_SOUNDNET) && !defined(SOUNDNET_INSIDE_IO)
+#error "include <soundnet/io.hpp> or <soundnet/soundnet.hpp> instead of soundnet/io/safetensors.hpp"
 #endif
 
 #include <cmath>

@@ -33,9 +33,16 @@ inline std::string shape_text(const std::vector<std::size_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-template <class T>
-std::vector<float> to_float(const T* values, std::size_t size) {
-  return std::vector<float>(values, values + size);
+// `size` values at device pointer `src` as host float32.
+template <class Device, class T>
+std::vector<float> to_float(typename Device::context& ctx, const T* src, std::size_t size) {
+  if constexpr (std::is_same_v<Device, cpu>) {
+    return std::vector<float>(src, src + size);
+  } else {
+    std::vector<T> host(size);
+    ops<Device, T>::copy_to_host(ctx, src, static_cast<long>(size), host.data());
+    return std::vector<float>(host.begin(), host.end());
+  }
 }
 
 inline std::string exact(double x) {
@@ -65,6 +72,20 @@ void load_tensor(const safetensors_file& file, const std::string& name, const st
   if (bad >= 0) throw weights_error(file.path, "tensor '" + name + "' has a non-finite value at element " + std::to_string(bad));
 }
 
+// Copies the checked tensor `name` of `file` to device pointer `dst` (host memory on the CPU,
+// written in place; other devices through a host copy).
+template <class Device, class T>
+void load_tensor_to(typename Device::context& ctx, const safetensors_file& file, const std::string& name,
+                    const std::vector<std::size_t>& shape, T* dst, std::size_t size) {
+  if constexpr (std::is_same_v<Device, cpu>) {
+    load_tensor(file, name, shape, dst);
+  } else {
+    std::vector<T> host(size);
+    load_tensor(file, name, shape, host.data());
+    ops<Device, T>::copy_from_host(ctx, host.data(), static_cast<long>(size), dst);
+  }
+}
+
 template <class Model>
 void check_architecture(const safetensors_file& file) {
   const auto it = file.metadata.find("architecture");
@@ -78,7 +99,9 @@ void check_architecture(const safetensors_file& file) {
 template <class Model>
 std::vector<named_tensor> weight_tensors(const Model& net) {
   std::vector<named_tensor> out;
-  for (const auto& p : net.parameters()) out.push_back({p.name, p.shape, detail::to_float(p.value, p.size)});
+  using device = typename Model::device;
+  auto& ctx = const_cast<Model&>(net).context();  // transfers only: the model is not changed
+  for (const auto& p : net.parameters()) out.push_back({p.name, p.shape, detail::to_float<device>(ctx, p.value, p.size)});
   return out;
 }
 
@@ -109,7 +132,8 @@ void load_weights_from(Model& net, const safetensors_file& file) {
   // Check everything before changing the model (no staging copy: the checks cannot fail twice).
   for (const auto& p : net.parameters())
     detail::load_tensor(file, p.name, p.shape, static_cast<typename Model::value_type*>(nullptr));
-  for (auto& p : net.parameters()) detail::load_tensor(file, p.name, p.shape, p.value);
+  for (auto& p : net.parameters())
+    detail::load_tensor_to<typename Model::device>(net.context(), file, p.name, p.shape, p.value, p.size);
 }
 
 }  // namespace detail
@@ -130,8 +154,8 @@ void save_checkpoint(const Model& net, Optimizer& opt, const std::string& path,
                      std::map<std::string, std::string> extra = {}) {
   auto tensors = weight_tensors(net);
   for (const auto& s : opt.state()) {
-    tensors.push_back({"adam.m." + s.name, s.shape, detail::to_float(s.m, s.size)});
-    tensors.push_back({"adam.v." + s.name, s.shape, detail::to_float(s.v, s.size)});
+    tensors.push_back({"adam.m." + s.name, s.shape, detail::to_float<typename Model::device>(opt.context(), s.m, s.size)});
+    tensors.push_back({"adam.v." + s.name, s.shape, detail::to_float<typename Model::device>(opt.context(), s.v, s.size)});
   }
   static_assert(std::is_same_v<typename Model::value_type, float>,
                 "SOUNDNET_CHECKPOINTS_STORE_FLOAT32_MODELS_ONLY_(a double model would not resume bit for bit)");
@@ -180,8 +204,8 @@ std::map<std::string, std::string> load_checkpoint(Model& net, Optimizer& opt, c
       detail::load_tensor(file, kind + s.name, s.shape, static_cast<decltype(s.m)>(nullptr));
   detail::load_weights_from(net, file);
   for (auto& s : state) {
-    detail::load_tensor(file, "adam.m." + s.name, s.shape, s.m);
-    detail::load_tensor(file, "adam.v." + s.name, s.shape, s.v);
+    detail::load_tensor_to<typename Model::device>(opt.context(), file, "adam.m." + s.name, s.shape, s.m, s.size);
+    detail::load_tensor_to<typename Model::device>(opt.context(), file, "adam.v." + s.name, s.shape, s.v, s.size);
   }
   opt.set_options(o);
   opt.set_steps(steps);

@@ -1,8 +1,12 @@
 // CPU twins of the operations (Eigen GEMM + OpenMP loops).
 //
-// Every operation works on raw, contiguous, row-major buffers with the shapes written at
-// the end of its lines; a CUDA twin takes the same arguments with device pointers.
-// Layout of activations: (N, C, T). Convolution weights: (C_out, C_in, K).
+// Every operation takes the CPU context first (scratch memory) and works on raw, contiguous,
+// row-major buffers with the shapes written at the end of its lines; the table's contract is
+// in backend/device.hpp. Layout of activations: (N, C, T). Convolution weights: (C_out, C_in, K).
+//
+// Reproducibility: no result depends on the number of threads. Work is cut into blocks whose
+// sizes depend on the shapes only; every reduction sums in a fixed order (per-block partial
+// sums added in block order), and Eigen's products run on one thread each.
 #pragma once
 
 #ifndef SOUNDNET_INSIDE_SOUNDNET
@@ -14,25 +18,26 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <limits>
-#include <vector>
+#include <type_traits>
 
-#include "../device.hpp"
+#include "device.hpp"
 
 namespace soundnet {
 
-/// Geometry of one 1-D convolution call.
-struct conv_geometry {
-  long n, c_in, t_in, c_out, kernel, stride, padding, t_out;
-};
-
 template <class T>
 struct ops<cpu, T> {
-  using buffer = typename cpu::template buffer<T>;
+  using context = cpu::context;
   using row_matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   using matrix_map = Eigen::Map<row_matrix>;
   using const_matrix_map = Eigen::Map<const row_matrix>;
+
+  // ---- memory ---------------------------------------------------------------------------
+
+  static void fill(context&, T* x, long size, T value) { std::fill(x, x + size, value); }
+  static void copy(context&, const T* src, long size, T* dst) { std::copy(src, src + size, dst); }
+  static void copy_to_host(context&, const T* src, long size, T* host_dst) { std::copy(src, src + size, host_dst); }
+  static void copy_from_host(context&, const T* host_src, long size, T* dst) { std::copy(host_src, host_src + size, dst); }
 
   // ---- convolution: im2col + GEMM ------------------------------------------------------
 
@@ -78,10 +83,9 @@ struct ops<cpu, T> {
     }
   }
 
-  /// y = conv(x, w) + b.  workspace grows to at most C_in*K*T_out.
-  static void conv1d_forward(const T* x, const T* w, const T* b, T* y, const conv_geometry& g,
-                             buffer& workspace) {  // x (N, C_in, T_in), w (C_out, C_in, K), b (C_out), y (N, C_out, T_out)
-    conv1d_forward_impl(x, w, y, g, workspace, [b](T* row, long o, long width) {
+  /// y = conv(x, w) + b.
+  static void conv1d_forward(context& ctx, const T* x, const T* w, const T* b, T* y, const conv_geometry& g) {  // x (N, C_in, T_in), w (C_out, C_in, K), b (C_out), y (N, C_out, T_out)
+    conv1d_forward_impl(ctx, x, w, y, g, [b](T* row, long o, long width) {
       const T bo = b[o];
       for (long j = 0; j < width; ++j) row[j] += bo;
     });
@@ -89,18 +93,16 @@ struct ops<cpu, T> {
 
   /// Inference block: y = relu((conv(x, w) + b - mean) * gamma / sqrt(var + eps) + beta), the
   /// batch norm applied in the GEMM's epilogue (one pass over the output).
-  static void conv1d_bn_relu_forward(const T* x, const T* w, const T* b, const T* gamma, const T* beta,
-                                     const T* mean, const T* var, double eps, T* y, const conv_geometry& g,
-                                     buffer& workspace, buffer& scale_shift) {
-    scale_shift.resize(2 * g.c_out);
-    T* scale = scale_shift.data();
+  static void conv1d_bn_relu_forward(context& ctx, const T* x, const T* w, const T* b, const T* gamma, const T* beta,
+                                     const T* mean, const T* var, double eps, T* y, const conv_geometry& g) {  // gamma, beta, mean, var (C_out)
+    T* scale = ctx.scratch<T>(context::side_slot, 2 * g.c_out);
     T* shift = scale + g.c_out;
     for (long o = 0; o < g.c_out; ++o) {
       const double s = gamma[o] / std::sqrt(static_cast<double>(var[o]) + eps);
       scale[o] = static_cast<T>(s);
       shift[o] = static_cast<T>((static_cast<double>(b[o]) - mean[o]) * s + beta[o]);
     }
-    conv1d_forward_impl(x, w, y, g, workspace, [scale, shift](T* row, long o, long width) {
+    conv1d_forward_impl(ctx, x, w, y, g, [scale, shift](T* row, long o, long width) {
       const T so = scale[o], ho = shift[o];
       for (long j = 0; j < width; ++j) {
         const T v = row[j] * so + ho;
@@ -110,20 +112,18 @@ struct ops<cpu, T> {
   }
 
   /// Accumulates dw, db; writes dx (when not null).
-  static void conv1d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
-                              const conv_geometry& g, buffer& workspace) {
+  static void conv1d_backward(context& ctx, const T* x, const T* w, const T* dy, T* dx, T* dw, T* db,
+                              const conv_geometry& g) {  // x (N, C_in, T_in), dy (N, C_out, T_out), dx like x
     const long ck = g.c_in * g.kernel;
     const long tc = chunk_columns(ck, g.t_out);
     const long chunks = (g.t_out + tc - 1) / tc;
-    const int threads = num_threads();
     if (dx) std::fill(dx, dx + g.n * g.c_in * g.t_in, T(0));
     // Chunks two apart never touch the same input samples, so even and odd chunks can each
     // scatter their input gradients in parallel.
-    const bool chunked = chunks > 1 && g.n * chunks >= 4L * threads && tc * g.stride >= g.kernel - g.stride;
-    if (!chunked) {  // few output steps: all clips' columns side by side, one GEMM each way
+    const bool chunked = chunks > 1 && g.n * chunks >= min_chunked_items && tc * g.stride >= g.kernel - g.stride;
+    if (!chunked) {  // few output steps: all clips' columns side by side, tiled GEMMs
       const long cols_n = g.n * g.t_out;
-      if (static_cast<long>(workspace.size()) < (ck + g.c_out) * cols_n) workspace.resize((ck + g.c_out) * cols_n);
-      T* cols = workspace.data();
+      T* cols = ctx.scratch<T>(context::main_slot, (ck + g.c_out) * cols_n);
       T* dy_all = cols + ck * cols_n;  // (C_out, N*T_out)
       for (long n = 0; n < g.n; ++n) {
         im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
@@ -131,43 +131,58 @@ struct ops<cpu, T> {
           std::copy(dy + (n * g.c_out + o) * g.t_out, dy + (n * g.c_out + o + 1) * g.t_out, dy_all + o * cols_n + n * g.t_out);
       }
       const_matrix_map dY(dy_all, g.c_out, cols_n);
-      matrix_map(dw, g.c_out, ck).noalias() += dY * const_matrix_map(cols, ck, cols_n).transpose();
-      Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(db, g.c_out) += dY.rowwise().sum();
+      const_matrix_map C(cols, ck, cols_n);
+      matrix_map dW(dw, g.c_out, ck);
+      tiled(g.c_out, ck, [&](long r0, long rows, long c0, long cn) {  // dW += dY cols^T, full sum per tile
+        dW.block(r0, c0, rows, cn).noalias() += dY.middleRows(r0, rows) * C.middleRows(c0, cn).transpose();
+      });
+      for (long o = 0; o < g.c_out; ++o) {
+        T s = 0;
+        for (long j = 0; j < cols_n; ++j) s += dy_all[o * cols_n + j];
+        db[o] += s;
+      }
       if (dx) {
-        matrix_map(cols, ck, cols_n).noalias() = const_matrix_map(w, g.c_out, ck).transpose() * dY;
-        for (long n = 0; n < g.n; ++n) col2im_add(cols + n * g.t_out, g, dx + n * g.c_in * g.t_in, 0, g.t_out, cols_n);
+        T* dcols = ctx.scratch<T>(context::side_slot, ck * cols_n);
+        matrix_map dC(dcols, ck, cols_n);
+        const_matrix_map W(w, g.c_out, ck);
+        tiled(ck, cols_n, [&](long r0, long rows, long c0, long cn) {  // dcols = W^T dY
+          dC.block(r0, c0, rows, cn).noalias() = W.middleCols(r0, rows).transpose() * dY.middleCols(c0, cn);
+        });
+        for (long n = 0; n < g.n; ++n) col2im_add(dcols + n * g.t_out, g, dx + n * g.c_in * g.t_in, 0, g.t_out, cols_n);
       }
       return;
     }
-    // Per-thread gradient accumulators, reduced at the end.
+    // A fixed number of reduction groups (not one per thread): group q sums its items in order
+    // into its own accumulator, and the accumulators are added in group order at the end.
     const long wsize = g.c_out * ck;
-    if (static_cast<long>(workspace.size()) < threads * (wsize + g.c_out)) workspace.resize(threads * (wsize + g.c_out));
-    std::fill(workspace.begin(), workspace.begin() + threads * (wsize + g.c_out), T(0));
+    T* acc = ctx.scratch<T>(context::main_slot, reduction_groups * (wsize + g.c_out));
+    std::fill(acc, acc + reduction_groups * (wsize + g.c_out), T(0));
+    const int threads = ctx.threads();
+    ctx.prepare_threads(threads);
 #pragma omp parallel num_threads(threads)
     {
       int id = 0;
 #ifdef _OPENMP
       id = omp_get_thread_num();
 #endif
-      T* my_dw = workspace.data() + id * (wsize + g.c_out);
-      T* my_db = my_dw + wsize;
-      static thread_local buffer scratch;
-      if (static_cast<long>(scratch.size()) < ck * tc) scratch.resize(ck * tc);
-      // schedule(static): each thread sums the same chunks in the same order on every run, so
-      // gradients (and a resumed training run) are reproducible bit for bit.
+      T* scratch = ctx.thread_scratch<T>(id, ck * tc);
       for (long parity = 0; parity < 2; ++parity) {
-        const long half = (chunks + 1 - parity) / 2;
+        const long half = (chunks + 1 - parity) / 2, items = g.n * half;
 #pragma omp for schedule(static)
-        for (long item = 0; item < g.n * half; ++item) {
-          const long n = item / half, c = 2 * (item % half) + parity, t0 = c * tc;
-          backward_chunk(x, w, dy, dx, my_dw, my_db, g, n, t0, std::min(tc, g.t_out - t0), scratch.data());
+        for (long q = 0; q < reduction_groups; ++q) {
+          T* my_dw = acc + q * (wsize + g.c_out);
+          for (long item = q * items / reduction_groups; item < (q + 1) * items / reduction_groups; ++item) {
+            const long n = item / half, c = 2 * (item % half) + parity, t0 = c * tc;
+            backward_chunk(x, w, dy, dx, my_dw, my_dw + wsize, g, n, t0, std::min(tc, g.t_out - t0), scratch);
+          }
         }  // implicit barrier: the odd chunks start after every even chunk is done
       }
-    }
-    for (int id = 0; id < threads; ++id) {
-      const T* t_dw = workspace.data() + id * (wsize + g.c_out);
-      for (long i = 0; i < wsize; ++i) dw[i] += t_dw[i];
-      for (long o = 0; o < g.c_out; ++o) db[o] += t_dw[wsize + o];
+#pragma omp for schedule(static)
+      for (long i = 0; i < wsize + g.c_out; ++i) {
+        T s = 0;
+        for (long q = 0; q < reduction_groups; ++q) s += acc[q * (wsize + g.c_out) + i];
+        (i < wsize ? dw[i] : db[i - wsize]) += s;
+      }
     }
   }
 
@@ -175,7 +190,7 @@ struct ops<cpu, T> {
 
   /// Training mode: normalise with batch statistics; update running statistics
   /// (momentum, unbiased variance); save mean and 1/sqrt(var + eps) for backward.
-  static void batch_norm_forward_train(const T* x, long n, long c, long t, const T* gamma,
+  static void batch_norm_forward_train(context&, const T* x, long n, long c, long t, const T* gamma,
                                        const T* beta, double eps, double momentum, T* running_mean,
                                        T* running_var, T* save_mean, T* save_invstd, T* y) {
     const double m = static_cast<double>(n) * t;
@@ -211,7 +226,7 @@ struct ops<cpu, T> {
   }
 
   /// Inference mode: normalise with running statistics.
-  static void batch_norm_forward_eval(const T* x, long n, long c, long t, const T* gamma, const T* beta,
+  static void batch_norm_forward_eval(context&, const T* x, long n, long c, long t, const T* gamma, const T* beta,
                                       const T* running_mean, const T* running_var, double eps, T* y) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (long i = 0; i < n; ++i) {
@@ -223,9 +238,15 @@ struct ops<cpu, T> {
     }
   }
 
+  /// invstd = 1 / sqrt(var + eps) per channel (the running statistics' scale, for a backward
+  /// after an inference forward).
+  static void batch_norm_invstd(context&, const T* var, long c, double eps, T* invstd) {  // var, invstd (C)
+    for (long ch = 0; ch < c; ++ch) invstd[ch] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(var[ch]) + eps));
+  }
+
   /// Backward of batch norm. training: through the batch statistics (mean, invstd saved by
   /// forward); otherwise mean/invstd are the running ones and are constants.
-  static void batch_norm_backward(const T* x, const T* dy, long n, long c, long t, const T* gamma,
+  static void batch_norm_backward(context&, const T* x, const T* dy, long n, long c, long t, const T* gamma,
                                   const T* mean, const T* invstd, bool training, T* dx, T* dgamma,
                                   T* dbeta) {
     const double m = static_cast<double>(n) * t;
@@ -265,20 +286,20 @@ struct ops<cpu, T> {
 
   // ---- ReLU, max-pool --------------------------------------------------------------------
 
-  static void relu_forward(const T* x, T* y, long size) {
+  static void relu_forward(context&, const T* x, T* y, long size) {
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < size; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
   }
 
   /// dx = dy where y > 0 (the gradient at 0 is 0, as in PyTorch).
-  static void relu_backward(const T* y, const T* dy, T* dx, long size) {
+  static void relu_backward(context&, const T* y, const T* dy, T* dx, long size) {
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < size; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
   }
 
   /// Floor-mode max-pool over rows of length t_in; argmax (nullable) receives the index
   /// of the first maximum of each window, for backward. NaN propagates.
-  static void max_pool_forward(const T* x, long rows, long t_in, long kernel, long stride,
+  static void max_pool_forward(context&, const T* x, long rows, long t_in, long kernel, long stride,
                                long t_out, T* y, std::int32_t* argmax) {  // x (rows, T_in), y (rows, T_out)
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; ++r) {
@@ -302,7 +323,7 @@ struct ops<cpu, T> {
     }
   }
 
-  static void max_pool_backward(const T* dy, const std::int32_t* argmax, long rows, long t_in,
+  static void max_pool_backward(context&, const T* dy, const std::int32_t* argmax, long rows, long t_in,
                                 long t_out, T* dx) {
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; ++r) {
@@ -316,11 +337,12 @@ struct ops<cpu, T> {
 
   /// sum over (n, t) of KL(p || softmax(z)) over the channel axis, divided by `divisor`.
   /// grad (nullable) receives d loss / d z. Channels [c_begin, c_begin + c) of logits with
-  /// c_total channels; targets (N, C, T) hold only those c channels.
-  static double softmax_kl(const T* logits, long n, long c_total, long c_begin, long c, long t,
-                           const T* targets, double divisor, T* grad) {
-    double total = 0;
-#pragma omp parallel for collapse(2) reduction(+ : total) schedule(static)
+  /// c_total channels; targets (N, C, T) hold only those c channels. The (n, t) terms are
+  /// summed in order, whatever the thread count.
+  static double softmax_kl(context& ctx, const T* logits, long n, long c_total, long c_begin, long c, long t,
+                           const T* targets, double divisor, T* grad) {  // logits (N, C_total, T), targets (N, C, T)
+    double* terms = ctx.scratch<double>(context::small_slot, n * t);
+#pragma omp parallel for collapse(2) schedule(static)
     for (long i = 0; i < n; ++i) {
       for (long j = 0; j < t; ++j) {
         const T* z = logits + (i * c_total + c_begin) * t + j;
@@ -336,7 +358,7 @@ struct ops<cpu, T> {
           psum += pk;
           if (pk > 0) kl += pk * (std::log(pk) - (z[k * t] - lse));
         }
-        total += kl;
+        terms[i * t + j] = kl;
         if (grad) {
           T* gz = grad + (i * c_total + c_begin) * t + j;
           for (long k = 0; k < c; ++k)
@@ -344,12 +366,14 @@ struct ops<cpu, T> {
         }
       }
     }
+    double total = 0;
+    for (long i = 0; i < n * t; ++i) total += terms[i];
     return total / divisor;
   }
 
   /// One Adam step in PyTorch's formulation (bias-corrected moments; eps added to the
   /// square root of the corrected second moment). `step` counts from 1.
-  static void adam_update(T* param, const T* grad, T* m, T* v, long size, double lr, double beta1,
+  static void adam_update(context&, T* param, const T* grad, T* m, T* v, long size, double lr, double beta1,
                           double beta2, double eps, long step) {
     const double bc1 = 1.0 - std::pow(beta1, static_cast<double>(step));
     const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, static_cast<double>(step)));
@@ -366,21 +390,25 @@ struct ops<cpu, T> {
     }
   }
 
-  // ---- helpers --------------------------------------------------------------------------
+ private:
+  /// Fewer (clip, chunk) items than this: one tiled GEMM over all clips' columns instead.
+  static constexpr long min_chunked_items = 8;
+  /// Partial sums of a chunked convolution backward (fixed: results must not depend on threads).
+  static constexpr long reduction_groups = 16;
+  /// Tiles of the whole-batch GEMMs: every tile sums over the full inner dimension in one call.
+  static constexpr long tile_rows = 128, tile_cols = 1024;
 
-  /// Index of the first non-finite value, or -1.
-  static long first_non_finite(const T* x, long size) {
-    for (long i = 0; i < size; ++i)
-      if (!std::isfinite(x[i])) return i;
-    return -1;
+  /// Calls f(r0, rows, c0, cols) for the tiles of a (rows x cols) result, in parallel.
+  template <class F>
+  static void tiled(long rows, long cols, const F& f) {
+    const long rt = (rows + tile_rows - 1) / tile_rows, ct = (cols + tile_cols - 1) / tile_cols;
+#pragma omp parallel for schedule(dynamic) if (rt * ct > 1)
+    for (long i = 0; i < rt * ct; ++i) {
+      const long r0 = (i / ct) * tile_rows, c0 = (i % ct) * tile_cols;
+      f(r0, std::min(tile_rows, rows - r0), c0, std::min(tile_cols, cols - c0));
+    }
   }
 
-  static void fill(T* x, long size, T value) { std::fill(x, x + size, value); }
-
-  static void copy_to_host(const T* src, long size, T* dst) { std::copy(src, src + size, dst); }
-  static void copy_from_host(const T* src, long size, T* dst) { std::copy(src, src + size, dst); }
-
- private:
   /// Output columns per block of the blocked im2col: about 64K values of `cols`, which stay
   /// in the L2 cache while the GEMM reads them.
   static long chunk_columns(long ck, long t_out) {
@@ -393,10 +421,10 @@ struct ops<cpu, T> {
   /// side by side into one GEMM, so the weights are read once, and Eigen's threads split it.
   /// epilogue(row, o, width) finishes output row o of a chunk in place.
   template <class Epilogue>
-  static void conv1d_forward_impl(const T* x, const T* w, T* y, const conv_geometry& g, buffer& workspace,
+  static void conv1d_forward_impl(context& ctx, const T* x, const T* w, T* y, const conv_geometry& g,
                                   const Epilogue& epilogue) {
     if constexpr (std::is_same_v<T, float>) {
-      if (g.c_in == 1 && g.c_out % direct_rows == 0) return conv1d_direct_single_channel(x, w, y, g, workspace, epilogue);
+      if (g.c_in == 1 && g.c_out % direct_rows == 0) return conv1d_direct_single_channel(ctx, x, w, y, g, epilogue);
     }
     const long ck = g.c_in * g.kernel;
     const long tc = chunk_columns(ck, g.t_out);
@@ -410,24 +438,32 @@ struct ops<cpu, T> {
       Y.noalias() = W * const_matrix_map(cols, ck, width);
       for (long o = 0; o < g.c_out; ++o) epilogue(out + o * g.t_out, o, width);
     };
-    if (chunks > 1 && g.n * chunks >= 4L * num_threads()) {
-#pragma omp parallel
+    if (chunks > 1 && g.n * chunks >= min_chunked_items) {
+      const int threads = ctx.threads();
+      ctx.prepare_threads(threads);
+#pragma omp parallel num_threads(threads)
       {
-        static thread_local buffer cols;
-        if (static_cast<long>(cols.size()) < ck * tc) cols.resize(ck * tc);
+        int id = 0;
+#ifdef _OPENMP
+        id = omp_get_thread_num();
+#endif
+        T* cols = ctx.thread_scratch<T>(id, ck * tc);
 #pragma omp for schedule(dynamic)
         for (long item = 0; item < g.n * chunks; ++item) {
           const long n = item / chunks, t0 = (item % chunks) * tc;
-          run_chunk(n, t0, std::min(tc, g.t_out - t0), cols.data());
+          run_chunk(n, t0, std::min(tc, g.t_out - t0), cols);
         }
       }
-    } else {  // few output steps: all clips' columns side by side, one GEMM (weights read once)
+    } else {  // few output steps: all clips' columns side by side, tiled GEMM (weights read once)
       const long cols_n = g.n * g.t_out;
-      if (static_cast<long>(workspace.size()) < (ck + g.c_out) * cols_n) workspace.resize((ck + g.c_out) * cols_n);
-      T* cols = workspace.data();
+      T* cols = ctx.scratch<T>(context::main_slot, (ck + g.c_out) * cols_n);
       T* out = cols + ck * cols_n;
       for (long n = 0; n < g.n; ++n) im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
-      matrix_map(out, g.c_out, cols_n).noalias() = W * const_matrix_map(cols, ck, cols_n);
+      matrix_map Y(out, g.c_out, cols_n);
+      const_matrix_map C(cols, ck, cols_n);
+      tiled(g.c_out, cols_n, [&](long r0, long rows, long c0, long cn) {
+        Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
+      });
       for (long n = 0; n < g.n; ++n)
         for (long o = 0; o < g.c_out; ++o) {
           T* row = y + (n * g.c_out + o) * g.t_out;
@@ -468,15 +504,14 @@ struct ops<cpu, T> {
   /// phase k % S at offset k / S; direct_rows output channels x direct_lanes steps accumulate
   /// in registers. Weights are repacked as (C_out / rows, K, rows) for contiguous broadcasts.
   template <class Epilogue>
-  static void conv1d_direct_single_channel(const float* x, const float* w, float* y, const conv_geometry& g,
-                                           buffer& workspace, const Epilogue& epilogue) {
+  static void conv1d_direct_single_channel(context& ctx, const float* x, const float* w, float* y,
+                                           const conv_geometry& g, const Epilogue& epilogue) {
     const long S = g.stride, K = g.kernel, P = g.padding;
     const long blocks = (g.t_out + direct_lanes - 1) / direct_lanes;
     const long span = blocks * direct_lanes + (K - 1) / S + 1;  // phase length, with over-read room
     const long row_blocks = g.c_out / direct_rows;
     const long phase_size = g.n * S * span, packed_size = g.c_out * K;
-    if (static_cast<long>(workspace.size()) < phase_size + packed_size) workspace.resize(phase_size + packed_size);
-    float* phases = workspace.data();
+    float* phases = ctx.scratch<float>(context::main_slot, phase_size + packed_size);
     float* packed = phases + phase_size;
     for (long ob = 0; ob < row_blocks; ++ob)
       for (long k = 0; k < K; ++k)
@@ -529,16 +564,6 @@ struct ops<cpu, T> {
       const T* xr = x + i * stride;
       T* yr = y + i * stride;
       for (long j = 0; j < t; ++j) yr[j] = (xr[j] - mean) * scale + beta;
-    }
-  }
-
-  static void add_bias(matrix_map& Y, const T* b) {
-    const long rows = Y.rows(), cols = Y.cols();
-#pragma omp parallel for schedule(static)
-    for (long r = 0; r < rows; ++r) {
-      T* yr = Y.data() + r * cols;
-      const T br = b[r];
-      for (long j = 0; j < cols; ++j) yr[j] += br;
     }
   }
 };
