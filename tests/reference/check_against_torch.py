@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Checks soundnet's programs against the PyTorch reference (soundnet_torch.py), in float64.
+"""Checks the soundnet library against the PyTorch reference (soundnet_torch.py), in float64.
 
-  check_against_torch.py --extract BIN --train BIN --workdir DIR [--only eval|train|length]
+  check_against_torch.py --driver BIN --workdir DIR [--only eval|train|length]
+
+BIN: soundnet-reference (tests/reference/driver.cpp), the library driven without the programs.
 
 Eval: every read-out of SoundNet-8 and SoundNet-5 for 20 s, 10 s and odd-length inputs
 (relative L2 error <= 1e-4). Train: the first step's loss, gradients (<= 1e-3; a conv bias
@@ -97,7 +99,7 @@ def check_eval(args):
             xpath = os.path.join(args.workdir, f"x{samples}.npy")
             np.save(xpath, x)
             outdir = os.path.join(args.workdir, f"{arch}-{samples}")
-            run([args.extract, "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--all-layers",
+            run([args.driver, "extract", "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--all-layers",
                  "--out", outdir])
             with torch.no_grad():
                 taps = net(torch.from_numpy(x.astype(np.float64))[None, None])
@@ -116,7 +118,7 @@ def check_eval(args):
             worst, worst_name = 0.0, ""
             for name in ("conv1", "pool2", "conv4", f"{net.head_name}_objects", f"{net.head_name}_scenes"):
                 path = os.path.join(outdir, f"fused-{name}.npy")
-                run([args.extract, "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--layer", name,
+                run([args.driver, "extract", "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--layer", name,
                      "--out", path])
                 err = rel_l2(np.load(path), taps[name][0].numpy())
                 if err > worst:
@@ -224,8 +226,8 @@ def check_train(args):
             tag = f"train {arch} {precision}"
             gpath, w1path, w3path = (os.path.join(args.workdir, f"{arch}-{precision}-{n}.safetensors")
                                      for n in ("g", "w1", "w3"))
-            common = [args.train, "--arch", arch, "--init", w0path, "--manifest", manifest, "--batch-size",
-                      str(batch), "--no-shuffle", "--lr", str(lr), "--beta1", str(beta1), "--beta2", str(beta2),
+            common = [args.driver, "train", "--arch", arch, "--init", w0path, "--manifest", manifest, "--batch-size",
+                      str(batch), "--lr", str(lr), "--beta1", str(beta1), "--beta2", str(beta2),
                       "--precision", precision]
             out1 = run(common + ["--steps", "1", "--dump-gradients", gpath, "--save", w1path])
             run(common + ["--steps", "3", "--save", w3path])
@@ -323,7 +325,7 @@ def check_length(args):
         for samples in (lo, lo - 1):
             xpath = os.path.join(args.workdir, f"len{samples}.npy")
             np.save(xpath, waveform(samples, 1))
-            p = subprocess.run([args.extract, "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--layer",
+            p = subprocess.run([args.driver, "extract", "--arch", arch, "--weights", wpath, "--input-npy", xpath, "--layer",
                                 f"{net.head_name}_objects", "--out", os.path.join(args.workdir, "len.npy")],
                                capture_output=True, text=True)
             results.append((p.returncode, p.stderr.strip()))
@@ -335,8 +337,7 @@ def check_length(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--extract", required=True)
-    p.add_argument("--train", required=True)
+    p.add_argument("--driver", required=True, help="soundnet-reference")
     p.add_argument("--workdir", required=True)
     p.add_argument("--only", choices=["eval", "train", "length"])
     args = p.parse_args()

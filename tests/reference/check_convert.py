@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""examples/convert_weights.py on the three community formats: known SoundNet-5 weights written
+"""apps/convert_weights.py on the three community formats: known SoundNet-5 weights written
 in the TensorFlow port's sound8.npy layout, as a PyTorch port's state dict and as Keras HDF5
 come back unchanged; bad files are refused with a message.
 
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from safetensors_np import read_safetensors  # noqa: E402
 
-CONVERTER = os.path.join(HERE, "..", "..", "examples", "convert_weights.py")
+CONVERTER = os.path.join(HERE, "..", "..", "apps", "convert_weights.py")
 RESULTS = []
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The external reference for conv1/BN1: the authors' pretrained conv1 and BN1, imported from the
-Keras HDF5 in ../shared/reference/pretrained-partial by examples/convert_weights.py and run
-through soundnet-extract on example.wav, must
+Keras HDF5 in ../shared/reference/pretrained-partial by apps/convert_weights.py and run
+through the library (soundnet-reference, tests/reference/driver.cpp) on example.wav, must
 reproduce the four numbers printed by a third party running the real weights:
 conv1 max 1584.0886 / min -1547.1093, BN1 max 17.7110 / min -17.3334 (4 significant digits).
 
-  check_pretrained_conv1.py --extract BIN --shared DIR --workdir DIR
+  check_pretrained_conv1.py --driver BIN --shared DIR --workdir DIR
 Exit 0 on success, 1 on a mismatch, 77 (skipped) when ../shared or h5py/numpy is missing.
 """
 import argparse
@@ -30,7 +30,7 @@ def significant(a, b, digits=4):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--extract", required=True)
+    p.add_argument("--driver", required=True, help="soundnet-reference")
     p.add_argument("--shared", required=True)
     p.add_argument("--workdir", required=True)
     args = p.parse_args()
@@ -44,7 +44,7 @@ def main():
     # The authors' conv1/BN1 (and conv2/BN2) through the converter; the pruned layers become
     # placeholders (--partial), which conv1 and BN1 do not read.
     wpath = os.path.join(args.workdir, "pretrained-conv1.safetensors")
-    converter = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "convert_weights.py")
+    converter = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "apps", "convert_weights.py")
     p = subprocess.run([sys.executable, converter, h5path, wpath, "--arch", "soundnet8", "--partial"],
                        capture_output=True, text=True)
     if p.returncode != 0:
@@ -66,7 +66,7 @@ def main():
     failed = 0
     for layer, (want_max, want_min) in EXPECTED.items():
         out = os.path.join(args.workdir, layer + ".npy")
-        subprocess.run([args.extract, "--arch", "soundnet8", "--weights", wpath, "--input-npy", xpath,
+        subprocess.run([args.driver, "extract", "--arch", "soundnet8", "--weights", wpath, "--input-npy", xpath,
                         "--layer", layer, "--out", out], check=True)
         y = np.load(out)
         ok = significant(y.max(), want_max) and significant(y.min(), want_min)

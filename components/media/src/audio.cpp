@@ -1,9 +1,6 @@
-// Audio decoding for the example programs with FFmpeg (libavformat, libavcodec,
-// libswresample; FFmpeg 5.1 API): any container and codec FFmpeg reads, the best audio stream,
-// resampled to mono at 22,050 Hz and scaled by 256 (SoundNet's input convention).
-//
-// Not part of the header-only library: programs that use it link FFmpeg (examples/CMakeLists.txt).
-#pragma once
+// soundnet::media: FFmpeg (libavformat, libavcodec, libswresample; FFmpeg 5.1 API) behind
+// soundnet/media/audio.hpp.
+#include <soundnet/media/audio.hpp>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -13,7 +10,10 @@ extern "C" {
 #include <libswresample/swresample.h>
 }
 
-#include <soundnet/soundnet.hpp>
+#include <soundnet/core/error.hpp>
+#include <libavformat/version.h>
+#include <libavcodec/version.h>
+#include <libswresample/version.h>
 
 #include <cmath>
 #include <cstring>
@@ -23,14 +23,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
-namespace audio {
-
-struct decode_options {
-  double start = 0;        // seconds from the beginning
-  double duration = -1;    // seconds; < 0: to the end
-  int sample_rate = 22050;
-  float scale = 256.0f;    // decoded PCM in [-1, 1) times this
-};
+namespace soundnet::media {
 
 namespace detail {
 
@@ -81,14 +74,8 @@ inline bool ogg_last_page_incomplete(const std::string& path) {
 
 }  // namespace detail
 
-/// Reads the audio of one file in pieces, decoded, resampled and scaled as decode_options
-/// say: memory stays bounded by the pieces asked for, whatever the length of the file.
-/// Every error is a soundnet::io_error naming the file: a missing or unreadable file, a file
-/// FFmpeg cannot open, one without an audio stream, corrupt or truncated audio data (the
-/// truncation checks run when the end is reached), or no audio at all in the requested range.
-class reader {
- public:
-  explicit reader(const std::string& path, const decode_options& o = {}) : path_(path), o_(o) {
+struct audio_reader::state {
+  state(const std::string& path, const decode_options& o) : path_(path), o_(o) {
     using soundnet::io_error;
     if (o.start < 0 || !std::isfinite(o.start)) throw io_error(path, "the start time must be a non-negative number");
     av_log_set_level(AV_LOG_QUIET);  // errors are reported by exceptions, once, with the file name
@@ -165,7 +152,6 @@ class reader {
     return n;
   }
 
- private:
   // Decodes at least one more packet (or flushes at the end) into pending_.
   void decode_more() {
     using soundnet::io_error;
@@ -263,13 +249,21 @@ class reader {
   bool finished_ = false;
 };
 
-/// Decodes the whole requested range of `path` at once; the errors of reader.
-inline std::vector<float> decode(const std::string& path, const decode_options& o = {}) {
-  reader r(path, o);
-  std::vector<float> out;
-  std::vector<float> piece(1 << 16);
-  while (const std::size_t n = r.read(piece.data(), piece.size())) out.insert(out.end(), piece.begin(), piece.begin() + static_cast<long>(n));
-  return out;
+audio_reader::audio_reader(const std::string& path, const decode_options& o) : s_(std::make_unique<state>(path, o)) {}
+audio_reader::~audio_reader() = default;
+audio_reader::audio_reader(audio_reader&&) noexcept = default;
+audio_reader& audio_reader::operator=(audio_reader&&) noexcept = default;
+const std::string& audio_reader::path() const { return s_->path(); }
+double audio_reader::announced_seconds() const { return s_->announced_seconds(); }
+long audio_reader::samples_read() const { return s_->samples_read(); }
+std::size_t audio_reader::read(float* dst, std::size_t capacity) { return s_->read(dst, capacity); }
+
+std::string ffmpeg_versions() {
+  auto v = [](unsigned x) {
+    return std::to_string(x >> 16) + "." + std::to_string((x >> 8) & 0xff) + "." + std::to_string(x & 0xff);
+  };
+  return "libavformat " + v(avformat_version()) + ", libavcodec " + v(avcodec_version()) + ", libswresample " +
+         v(swresample_version());
 }
 
-}  // namespace audio
+}  // namespace soundnet::media

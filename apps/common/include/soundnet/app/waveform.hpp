@@ -1,25 +1,42 @@
-// Feeding one input file into a soundnet::feature_stream, for the example programs.
+// Waveforms from files: .npy arrays, and (with soundnet::media) any audio or video file.
 #pragma once
 
+#include <soundnet/soundnet.hpp>
+#ifdef SOUNDNET_APP_WITH_MEDIA
+#include <soundnet/media/audio.hpp>
+#endif
+
+#include <algorithm>
 #include <filesystem>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-#include "cli.hpp"
-#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
-#include "audio/decode.hpp"
+namespace soundnet::app {
+
+/// True when the programs were built with soundnet::media (FFmpeg): audio and video files.
+constexpr bool with_media() {
+#ifdef SOUNDNET_APP_WITH_MEDIA
+  return true;
+#else
+  return false;
 #endif
+}
 
-namespace cli {
+/// Reads a waveform .npy (float32 or float64; shape (samples,) or (1, samples)). Throws
+/// io_error naming the file for any other shape, an empty array or a malformed file.
+std::vector<float> read_waveform(const std::string& path);
 
-/// Streams the file `path` through `stream`, calling sink(j, first_step, block) as steps are
-/// ready (see soundnet::feature_stream), and progress(fraction of the file) now and then.
-/// Audio and video files are decoded piece by piece (memory bounded by the stream's chunk,
-/// whatever the file's length); a waveform .npy is read whole. A clip shorter than
-/// `min_samples` is first repeated circularly to that length. Returns the samples of the
-/// input before any repetition. Errors are soundnet::io_error naming the file; the stream is
-/// reset either way.
+/// Repeats a clip circularly until it has at least `samples` samples (the authors' evaluation
+/// repeats short clips to 10 s this way).
+void tile_circularly(std::vector<float>& wave, long samples);
+
+/// Streams the file `path` through `stream` (a soundnet::feature_stream), calling
+/// sink(j, first_step, block) as steps are ready and progress(fraction of the file) now and
+/// then. Audio and video files are decoded piece by piece (memory bounded by the stream's
+/// chunk, whatever the file's length); a waveform .npy is read whole. A clip shorter than
+/// `min_samples` is first repeated circularly to that length. Returns the samples of the input
+/// before any repetition. Errors are io_error naming the file; the stream is reset either way.
 template <class Stream, class Sink, class Progress>
 long stream_file(const std::string& path, long min_samples, Stream& stream, Sink&& sink, Progress&& progress) {
   using value_type = typename Stream::value_type;
@@ -40,8 +57,8 @@ long stream_file(const std::string& path, long min_samples, Stream& stream, Sink
       tile_circularly(wave, min_samples);
       push(wave.data(), wave.size());
     } else {
-#ifdef SOUNDNET_EXAMPLES_WITH_FFMPEG
-      audio::reader input(path);
+#ifdef SOUNDNET_APP_WITH_MEDIA
+      media::audio_reader input(path);
       // The first min_samples: a shorter clip is repeated, a longer one streamed.
       std::vector<float> piece(static_cast<std::size_t>(min_samples));
       std::size_t have = 0;
@@ -51,7 +68,7 @@ long stream_file(const std::string& path, long min_samples, Stream& stream, Sink
       piece.resize(have);
       tile_circularly(piece, min_samples);
       push(piece.data(), piece.size());
-      const double announced = input.announced_seconds() * 22050;
+      const double announced = input.announced_seconds() * audio_format::sample_rate;
       piece.resize(1 << 16);
       while (const std::size_t n = input.read(piece.data(), piece.size())) {
         push(piece.data(), n);
@@ -59,13 +76,13 @@ long stream_file(const std::string& path, long min_samples, Stream& stream, Sink
       }
       samples = input.samples_read();
 #else
-      throw soundnet::io_error(path, "this program was built without FFmpeg: give a waveform .npy");
+      throw io_error(path, "this program was built without FFmpeg (soundnet::media): give a waveform .npy");
 #endif
     }
     stream.finish(sink);
-  } catch (const soundnet::shape_error& e) {
+  } catch (const shape_error& e) {
     stream.reset();
-    throw soundnet::io_error(path, e.what());
+    throw io_error(path, e.what());
   } catch (...) {
     stream.reset();
     throw;
@@ -73,4 +90,4 @@ long stream_file(const std::string& path, long min_samples, Stream& stream, Sink
   return samples;
 }
 
-}  // namespace cli
+}  // namespace soundnet::app

@@ -1,0 +1,54 @@
+// The command-line programs' shared frame: CLI11 parsing, exit codes, architecture dispatch.
+//
+// Exit codes of every program: 0 success; 1 an input or run failed (the message names the file
+// and the problem); 2 a usage error (the message and the usage on stderr).
+#pragma once
+
+#include <soundnet/soundnet.hpp>
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+namespace soundnet::app {
+
+/// A command-line usage error: the program prints it with its usage and exits with 2.
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Parses argv with `app` and runs `body`; returns the program's exit status. Usage errors
+/// (CLI11's, or usage_error thrown by body) print "<name>: <message>" and the help, and give 2;
+/// any other exception prints "<name>: error: <message>" and gives 1.
+int run(CLI::App& app, int argc, char** argv, const std::function<int()>& body);
+
+/// Adds --threads N (CPU threads; default: all) and applies it before the body runs.
+void add_threads_option(CLI::App& app, int& threads);
+/// Applies --threads (0: leave the default).
+void apply_threads(int threads);
+
+/// Adds --arch soundnet8|soundnet5 (required) and --scenes 401|365 (default 401).
+void add_architecture_options(CLI::App& app, std::string& arch, int& scenes);
+
+/// Calls f.template operator()<Net>() for the network named by --arch and --scenes:
+/// soundnet8 and soundnet5, each with 1000 object classes and 401 (Places2, as in the paper)
+/// or 365 (Places365) scene classes.
+template <class F>
+int with_architecture(const std::string& arch, int scenes, F&& f) {
+  if (scenes != 401 && scenes != 365) throw usage_error("--scenes must be 401 or 365, got " + std::to_string(scenes));
+  if (arch == "soundnet8")
+    return scenes == 401 ? f.template operator()<soundnet8<1000, 401>>() : f.template operator()<soundnet8<1000, 365>>();
+  if (arch == "soundnet5")
+    return scenes == 401 ? f.template operator()<soundnet5<1000, 401>>() : f.template operator()<soundnet5<1000, 365>>();
+  throw usage_error("--arch must be soundnet8 or soundnet5, got '" + arch + "'");
+}
+
+/// Validators with plain messages ("--top: must be at least 1, got 0").
+CLI::Validator integer_at_least(long min);
+CLI::Validator number_in(double lo, double hi);
+
+/// True when `option` was given on the command line.
+inline bool given(const CLI::App& app, const std::string& option) { return app.count(option) > 0; }
+
+}  // namespace soundnet::app
