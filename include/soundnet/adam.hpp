@@ -6,6 +6,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/adam.hpp"
 #endif
 
+#include "core/abi.hpp"
 #include <cmath>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "core/runtime_layers.hpp"
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 struct adam_options {
   double lr = 1e-3;
@@ -117,4 +119,5 @@ class adam {
 template <class Model>
 adam(Model&, adam_options = {}) -> adam<typename Model::value_type, typename Model::device>;
 
+SOUNDNET_ABI_END
 }  // namespace soundnet

@@ -9,6 +9,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/model.hpp"
 #endif
 
+#include "core/abi.hpp"
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -28,6 +29,7 @@
 #include "core/sequential.hpp"
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 template <class Net, class T = float, class Device = cpu>
 class model {
@@ -491,4 +493,5 @@ class model {
   std::array<double, num_layers> layer_seconds_{}, layer_backward_seconds_{};
 };
 
+SOUNDNET_ABI_END
 }  // namespace soundnet

@@ -21,6 +21,7 @@
 #include "core/random.hpp"
 #include "backend/device.hpp"
 #include "backend/cpu/device.hpp"
+#include "backend/cpu/kernels.hpp"
 #include "backend/cpu/ops.hpp"
 #include "core/runtime_layers.hpp"
 #include "model.hpp"

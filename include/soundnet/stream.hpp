@@ -28,6 +28,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/stream.hpp"
 #endif
 
+#include "core/abi.hpp"
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -39,6 +40,7 @@
 #include "model.hpp"
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 template <class Model>
 class feature_stream {
@@ -246,4 +248,5 @@ class feature_stream {
   std::vector<long> next_;  // next step to emit, per read-out
 };
 
+SOUNDNET_ABI_END
 }  // namespace soundnet

@@ -25,12 +25,14 @@
 //   adam_update                                                    the optimiser, one call per arena
 #pragma once
 
+#include "../core/abi.hpp"
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 /// Geometry of one 1-D convolution call: x (n, c_in, t_in) -> y (n, c_out, t_out) with
 /// y[o, t] = b[o] + sum_{c,k} w[o, c, k] x[c, t*stride + k - padding].
@@ -133,4 +135,5 @@ struct check_device {
   static constexpr bool value = true;
 };
 
+SOUNDNET_ABI_END
 }  // namespace soundnet

@@ -2,10 +2,12 @@
 // algorithm is implementation-defined, so the same seed would give other weights elsewhere).
 #pragma once
 
+#include "abi.hpp"
 #include <cmath>
 #include <cstdint>
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 /// splitmix64 stream + Box-Muller. The same seed gives the same numbers on every platform.
 class normal_generator {
@@ -45,4 +47,5 @@ class normal_generator {
   bool has_spare_ = false;
 };
 
+SOUNDNET_ABI_END
 }  // namespace soundnet

@@ -25,6 +25,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/core/runtime_layers.hpp"
 #endif
 
+#include "abi.hpp"
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,6 +35,7 @@
 #include "random.hpp"
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 /// inference: batch norm uses running statistics. training: batch statistics, and the
 /// running statistics are updated.
@@ -304,4 +306,5 @@ struct runtime_layer<Spec, T, Device, layer_kind::max_pool1d> {
 };
 
 }  // namespace detail
+SOUNDNET_ABI_END
 }  // namespace soundnet

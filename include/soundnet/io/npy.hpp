@@ -6,6 +6,7 @@
 #error "include <soundnet/io.hpp> or <soundnet/soundnet.hpp> instead of soundnet/io/npy.hpp"
 #endif
 
+#include "../core/abi.hpp"
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -20,7 +21,9 @@
 
 #include "../core/error.hpp"
 
-namespace soundnet::io {
+namespace soundnet {
+SOUNDNET_ABI_BEGIN
+namespace io {
 
 namespace detail {
 
@@ -243,4 +246,6 @@ class npy_stream_writer {
   std::vector<float> buffer_;
 };
 
-}  // namespace soundnet::io
+}  // namespace io
+SOUNDNET_ABI_END
+}  // namespace soundnet

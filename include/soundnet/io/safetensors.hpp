@@ -6,6 +6,7 @@
 #error "include <soundnet/io.hpp> or <soundnet/soundnet.hpp> instead of soundnet/io/safetensors.hpp"
 #endif
 
+#include "../core/abi.hpp"
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -18,7 +19,9 @@
 #include "../core/error.hpp"
 #include "npy.hpp"
 
-namespace soundnet::io {
+namespace soundnet {
+SOUNDNET_ABI_BEGIN
+namespace io {
 
 struct safetensors_entry {
   std::string dtype;                // "F32", "F64", "I64", ...
@@ -187,4 +190,6 @@ inline void write_safetensors(const std::string& path, const std::vector<named_t
   detail::write_file(path, bytes);
 }
 
-}  // namespace soundnet::io
+}  // namespace io
+SOUNDNET_ABI_END
+}  // namespace soundnet

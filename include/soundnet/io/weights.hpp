@@ -12,6 +12,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/io/weights.hpp"
 #endif
 
+#include "../core/abi.hpp"
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -23,7 +24,9 @@
 #include "../adam.hpp"
 #include "safetensors.hpp"
 
-namespace soundnet::io {
+namespace soundnet {
+SOUNDNET_ABI_BEGIN
+namespace io {
 
 namespace detail {
 
@@ -212,4 +215,6 @@ std::map<std::string, std::string> load_checkpoint(Model& net, Optimizer& opt, c
   return file.metadata;
 }
 
-}  // namespace soundnet::io
+}  // namespace io
+SOUNDNET_ABI_END
+}  // namespace soundnet

@@ -5,6 +5,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/backend/cpu/device.hpp"
 #endif
 
+#include "../../core/abi.hpp"
 #include <Eigen/Core>
 #include <cstddef>
 #include <cstdlib>
@@ -19,6 +20,7 @@
 #include "../device.hpp"
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 /// Sets the number of CPU threads used by the library. The CPU backend parallelises over its
 /// own fixed blocks of work (so that results do not depend on the thread count) and runs
@@ -143,4 +145,5 @@ struct cpu {
   };
 };
 
+SOUNDNET_ABI_END
 }  // namespace soundnet

@@ -13,6 +13,7 @@
 #error "include <soundnet/soundnet.hpp> instead of soundnet/backend/cpu/ops.hpp"
 #endif
 
+#include "../../core/abi.hpp"
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -22,8 +23,10 @@
 #include <type_traits>
 
 #include "device.hpp"
+#include "kernels.hpp"
 
 namespace soundnet {
+SOUNDNET_ABI_BEGIN
 
 template <class T>
 struct ops<cpu, T> {
@@ -133,8 +136,12 @@ struct ops<cpu, T> {
       const_matrix_map dY(dy_all, g.c_out, cols_n);
       const_matrix_map C(cols, ck, cols_n);
       matrix_map dW(dw, g.c_out, ck);
-      tiled(g.c_out, ck, [&](long r0, long rows, long c0, long cn) {  // dW += dY cols^T, full sum per tile
-        dW.block(r0, c0, rows, cn).noalias() += dY.middleRows(r0, rows) * C.middleRows(c0, cn).transpose();
+      tiled(ctx, g.c_out, ck, tile_scratch(cols_n), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dW += dY cols^T
+        if constexpr (std::is_same_v<T, float>)
+          kernels::sgemm(rows, cn, cols_n, {dy_all + r0 * cols_n, cols_n, 1}, {cols + c0 * cols_n, 1, cols_n},
+                         dw + r0 * ck + c0, ck, true, scratch);
+        else
+          dW.block(r0, c0, rows, cn).noalias() += dY.middleRows(r0, rows) * C.middleRows(c0, cn).transpose();
       });
       for (long o = 0; o < g.c_out; ++o) {
         T s = 0;
@@ -145,8 +152,12 @@ struct ops<cpu, T> {
         T* dcols = ctx.scratch<T>(context::side_slot, ck * cols_n);
         matrix_map dC(dcols, ck, cols_n);
         const_matrix_map W(w, g.c_out, ck);
-        tiled(ck, cols_n, [&](long r0, long rows, long c0, long cn) {  // dcols = W^T dY
-          dC.block(r0, c0, rows, cn).noalias() = W.middleCols(r0, rows).transpose() * dY.middleCols(c0, cn);
+        tiled(ctx, ck, cols_n, tile_scratch(g.c_out), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dcols = W^T dY
+          if constexpr (std::is_same_v<T, float>)
+            kernels::sgemm(rows, cn, g.c_out, {w + r0, 1, ck}, {dy_all + c0, cols_n, 1}, dcols + r0 * cols_n + c0,
+                           cols_n, false, scratch);
+          else
+            dC.block(r0, c0, rows, cn).noalias() = W.middleCols(r0, rows).transpose() * dY.middleCols(c0, cn);
         });
         for (long n = 0; n < g.n; ++n) col2im_add(dcols + n * g.t_out, g, dx + n * g.c_in * g.t_in, 0, g.t_out, cols_n);
       }
@@ -165,7 +176,7 @@ struct ops<cpu, T> {
 #ifdef _OPENMP
       id = omp_get_thread_num();
 #endif
-      T* scratch = ctx.thread_scratch<T>(id, ck * tc);
+      T* scratch = ctx.thread_scratch<T>(id, ck * tc + chunk_gemm_scratch(g.c_out, tc, ck));
       for (long parity = 0; parity < 2; ++parity) {
         const long half = (chunks + 1 - parity) / 2, items = g.n * half;
 #pragma omp for schedule(static)
@@ -398,15 +409,32 @@ struct ops<cpu, T> {
   /// Tiles of the whole-batch GEMMs: every tile sums over the full inner dimension in one call.
   static constexpr long tile_rows = 128, tile_cols = 1024;
 
-  /// Calls f(r0, rows, c0, cols) for the tiles of a (rows x cols) result, in parallel.
+  /// Calls f(r0, rows, c0, cols, scratch) for the tiles of a (rows x cols) result, in parallel;
+  /// scratch: `scratch_floats` floats of the running thread (for the GEMM's packed panels).
   template <class F>
-  static void tiled(long rows, long cols, const F& f) {
+  static void tiled(context& ctx, long rows, long cols, long scratch_floats, const F& f) {
     const long rt = (rows + tile_rows - 1) / tile_rows, ct = (cols + tile_cols - 1) / tile_cols;
-#pragma omp parallel for schedule(dynamic) if (rt * ct > 1)
-    for (long i = 0; i < rt * ct; ++i) {
-      const long r0 = (i / ct) * tile_rows, c0 = (i % ct) * tile_cols;
-      f(r0, std::min(tile_rows, rows - r0), c0, std::min(tile_cols, cols - c0));
+    const int threads = ctx.threads();
+    ctx.prepare_threads(threads);
+#pragma omp parallel num_threads(threads) if (rt * ct > 1)
+    {
+      int id = 0;
+#ifdef _OPENMP
+      id = omp_get_thread_num();
+#endif
+      float* scratch = scratch_floats > 0 ? ctx.thread_scratch<float>(id, static_cast<std::size_t>(scratch_floats)) : nullptr;
+#pragma omp for schedule(dynamic)
+      for (long i = 0; i < rt * ct; ++i) {
+        const long r0 = (i / ct) * tile_rows, c0 = (i % ct) * tile_cols;
+        f(r0, std::min(tile_rows, rows - r0), c0, std::min(tile_cols, cols - c0), scratch);
+      }
     }
+  }
+
+  /// Scratch floats of one GEMM tile of the whole-batch paths.
+  static long tile_scratch(long k) {
+    if constexpr (std::is_same_v<T, float>) return kernels::sgemm_scratch(tile_rows, tile_cols, k);
+    return 0;
   }
 
   /// Output columns per block of the blocked im2col: about 64K values of `cols`, which stay
@@ -424,7 +452,9 @@ struct ops<cpu, T> {
   static void conv1d_forward_impl(context& ctx, const T* x, const T* w, T* y, const conv_geometry& g,
                                   const Epilogue& epilogue) {
     if constexpr (std::is_same_v<T, float>) {
-      if (g.c_in == 1 && g.c_out % direct_rows == 0) return conv1d_direct_single_channel(ctx, x, w, y, g, epilogue);
+      long lanes = 0, rows = 0;
+      kernels::direct_shape(active_cpu_kernels(), lanes, rows);
+      if (g.c_in == 1 && g.c_out % rows == 0) return conv1d_direct_single_channel(ctx, x, w, y, g, epilogue);
     }
     const long ck = g.c_in * g.kernel;
     const long tc = chunk_columns(ck, g.t_out);
@@ -434,8 +464,12 @@ struct ops<cpu, T> {
     auto run_chunk = [&](long n, long t0, long width, T* cols) {
       im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
       T* out = y + n * g.c_out * g.t_out + t0;
-      strided_map Y(out, g.c_out, width, Eigen::OuterStride<>(g.t_out));
-      Y.noalias() = W * const_matrix_map(cols, ck, width);
+      if constexpr (std::is_same_v<T, float>) {
+        kernels::sgemm(g.c_out, width, ck, {w, ck, 1}, {cols, width, 1}, out, g.t_out, false, cols + ck * tc);
+      } else {
+        strided_map Y(out, g.c_out, width, Eigen::OuterStride<>(g.t_out));
+        Y.noalias() = W * const_matrix_map(cols, ck, width);
+      }
       for (long o = 0; o < g.c_out; ++o) epilogue(out + o * g.t_out, o, width);
     };
     if (chunks > 1 && g.n * chunks >= min_chunked_items) {
@@ -447,7 +481,7 @@ struct ops<cpu, T> {
 #ifdef _OPENMP
         id = omp_get_thread_num();
 #endif
-        T* cols = ctx.thread_scratch<T>(id, ck * tc);
+        T* cols = ctx.thread_scratch<T>(id, ck * tc + chunk_gemm_scratch(g.c_out, tc, ck));
 #pragma omp for schedule(dynamic)
         for (long item = 0; item < g.n * chunks; ++item) {
           const long n = item / chunks, t0 = (item % chunks) * tc;
@@ -461,8 +495,12 @@ struct ops<cpu, T> {
       for (long n = 0; n < g.n; ++n) im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
       matrix_map Y(out, g.c_out, cols_n);
       const_matrix_map C(cols, ck, cols_n);
-      tiled(g.c_out, cols_n, [&](long r0, long rows, long c0, long cn) {
-        Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
+      tiled(ctx, g.c_out, cols_n, tile_scratch(ck), [&](long r0, long rows, long c0, long cn, float* scratch) {
+        if constexpr (std::is_same_v<T, float>)
+          kernels::sgemm(rows, cn, ck, {w + r0 * ck, ck, 1}, {cols + c0, cols_n, 1}, out + r0 * cols_n + c0, cols_n,
+                         false, scratch);
+        else
+          Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
       });
       for (long n = 0; n < g.n; ++n)
         for (long o = 0; o < g.c_out; ++o) {
@@ -478,44 +516,64 @@ struct ops<cpu, T> {
   static void backward_chunk(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const conv_geometry& g,
                              long n, long t0, long width, T* cols) {
     const long ck = g.c_in * g.kernel;
-    using strided = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
-    strided dY(dy + n * g.c_out * g.t_out + t0, g.c_out, width, Eigen::OuterStride<>(g.t_out));
+    const T* dyn = dy + n * g.c_out * g.t_out + t0;  // (C_out, width), rows t_out apart
     im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
-    matrix_map dW(dw, g.c_out, ck);
-    dW.noalias() += dY * const_matrix_map(cols, ck, width).transpose();
-    Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(db, g.c_out) += dY.rowwise().sum();
-    if (dx) {
-      matrix_map dcols(cols, ck, width);
-      dcols.noalias() = const_matrix_map(w, g.c_out, ck).transpose() * dY;
-      col2im_add(cols, g, dx + n * g.c_in * g.t_in, t0, width);
+    for (long o = 0; o < g.c_out; ++o) {
+      T s = 0;
+      for (long j = 0; j < width; ++j) s += dyn[o * g.t_out + j];
+      db[o] += s;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      float* scratch = cols + ck * chunk_columns(ck, g.t_out);  // after the largest chunk's columns
+      kernels::sgemm(g.c_out, ck, width, {dyn, g.t_out, 1}, {cols, 1, width}, dw, ck, true, scratch);  // dW += dY cols^T
+      if (dx) {
+        kernels::sgemm(ck, width, g.c_out, {w, 1, ck}, {dyn, g.t_out, 1}, cols, width, false, scratch);  // cols = W^T dY
+        col2im_add(cols, g, dx + n * g.c_in * g.t_in, t0, width);
+      }
+    } else {
+      using strided = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
+      strided dY(dyn, g.c_out, width, Eigen::OuterStride<>(g.t_out));
+      matrix_map dW(dw, g.c_out, ck);
+      dW.noalias() += dY * const_matrix_map(cols, ck, width).transpose();
+      if (dx) {
+        matrix_map dcols(cols, ck, width);
+        dcols.noalias() = const_matrix_map(w, g.c_out, ck).transpose() * dY;
+        col2im_add(cols, g, dx + n * g.c_in * g.t_in, t0, width);
+      }
     }
   }
 
+  /// Scratch floats of the GEMMs of one chunk (float; 0 for double, which uses Eigen).
+  static long chunk_gemm_scratch(long c_out, long tc, long ck) {
+    if constexpr (std::is_same_v<T, float>)
+      return std::max({kernels::sgemm_scratch(c_out, tc, ck), kernels::sgemm_scratch(c_out, ck, tc),
+                       kernels::sgemm_scratch(ck, tc, c_out)});
+    return 0;
+  }
+
   // ---- direct kernel for one input channel (conv1) --------------------------------------
-#if defined(__AVX512F__)
-  static constexpr int direct_lanes = 16, direct_rows = 16;  // 16 accumulators of 16 floats
-#else
-  static constexpr int direct_lanes = 8, direct_rows = 8;    // AVX2 / SSE: 8 of 8 floats
-#endif
-  typedef float direct_vec __attribute__((vector_size(direct_lanes * sizeof(float))));
 
   /// y(o, t) = sum_k w(o, k) x(t*S + k - P) for one input channel. The padded input is split
   /// into S phases, phase p holding x(i*S + p - P), so each tap k reads a contiguous vector of
-  /// phase k % S at offset k / S; direct_rows output channels x direct_lanes steps accumulate
-  /// in registers. Weights are repacked as (C_out / rows, K, rows) for contiguous broadcasts.
+  /// phase k % S at offset k / S; `rows` output channels x `lanes` steps accumulate in registers
+  /// (AVX-512: 16 x 16, AVX2: 8 x 8, generic: 8 x 4; kernels.hpp). Weights are repacked as
+  /// (C_out / rows, K, rows) for contiguous broadcasts.
   template <class Epilogue>
   static void conv1d_direct_single_channel(context& ctx, const float* x, const float* w, float* y,
                                            const conv_geometry& g, const Epilogue& epilogue) {
+    const cpu_kernels variant = active_cpu_kernels();
+    long lanes = 0, rows = 0;
+    kernels::direct_shape(variant, lanes, rows);
     const long S = g.stride, K = g.kernel, P = g.padding;
-    const long blocks = (g.t_out + direct_lanes - 1) / direct_lanes;
-    const long span = blocks * direct_lanes + (K - 1) / S + 1;  // phase length, with over-read room
-    const long row_blocks = g.c_out / direct_rows;
+    const long blocks = (g.t_out + lanes - 1) / lanes;
+    const long span = blocks * lanes + (K - 1) / S + 1;  // phase length, with over-read room
+    const long row_blocks = g.c_out / rows;
     const long phase_size = g.n * S * span, packed_size = g.c_out * K;
     float* phases = ctx.scratch<float>(context::main_slot, phase_size + packed_size);
     float* packed = phases + phase_size;
     for (long ob = 0; ob < row_blocks; ++ob)
       for (long k = 0; k < K; ++k)
-        for (long r = 0; r < direct_rows; ++r) packed[(ob * K + k) * direct_rows + r] = w[(ob * direct_rows + r) * K + k];
+        for (long r = 0; r < rows; ++r) packed[(ob * K + k) * rows + r] = w[(ob * rows + r) * K + k];
 #pragma omp parallel for collapse(2) schedule(static)
     for (long n = 0; n < g.n; ++n)
       for (long p = 0; p < S; ++p) {
@@ -532,28 +590,13 @@ struct ops<cpu, T> {
     for (long n = 0; n < g.n; ++n)
       for (long task = 0; task < row_blocks * tasks_per_row_block; ++task) {
         const long ob = task / tasks_per_row_block;
-        const long b_end = std::min(blocks, (task % tasks_per_row_block + 1) * blocks_per_task);
-        const float* wp = packed + ob * K * direct_rows;
-        for (long b = (task % tasks_per_row_block) * blocks_per_task; b < b_end; ++b) {
-          const long t = b * direct_lanes;
-          direct_vec acc[direct_rows] = {};
-          for (long p = 0; p < S; ++p) {  // taps k = j*S + p read phase p at offset j
-            const float* src = phases + (n * S + p) * span + t;
-            for (long k = p, j = 0; k < K; k += S, ++j) {
-              direct_vec v;
-              std::memcpy(&v, src + j, sizeof v);
-              const float* wk = wp + k * direct_rows;
-              for (int r = 0; r < direct_rows; ++r) acc[r] += wk[r] * v;
-            }
-          }
-          const long width = std::min<long>(direct_lanes, g.t_out - t);
-          for (int r = 0; r < direct_rows; ++r) {
-            const long o = ob * direct_rows + r;
-            float* out = y + (n * g.c_out + o) * g.t_out + t;
-            std::memcpy(out, &acc[r], width * sizeof(float));
-            epilogue(out, o, width);
-          }
-        }
+        const long b_begin = (task % tasks_per_row_block) * blocks_per_task;
+        const long b_end = std::min(blocks, b_begin + blocks_per_task);
+        float* out = y + n * g.c_out * g.t_out;
+        kernels::direct_task(variant, phases + n * S * span, span, S, K, packed + ob * K * rows, b_begin, b_end,
+                             g.t_out, out, ob);
+        const long t0 = b_begin * lanes, width = std::min(g.t_out, b_end * lanes) - t0;
+        for (long r = 0; r < rows; ++r) epilogue(out + (ob * rows + r) * g.t_out + t0, ob * rows + r, width);  // while in cache
       }
   }
 
@@ -568,4 +611,5 @@ struct ops<cpu, T> {
   }
 };
 
+SOUNDNET_ABI_END
 }  // namespace soundnet
