@@ -3,7 +3,7 @@
 //   soundnet-bench [--threads 2] [--repeats 7] [--cases infer8_b1,...] [--json out.json]
 //   soundnet-bench --memory CASE --impl ours|libtorch     (one run; prints the peak RSS)
 //
-// Cases: gemm_peak; infer8_b1, infer8_b16, infer5_b1, infer5_b16 (20 s clips, eval mode);
+// Cases: gemm_peak; ops (each SoundNet-sized op case alone, tests/op_cases.hpp); infer8_b1, infer8_b16, infer5_b1, infer5_b16 (20 s clips, eval mode);
 // train8_b8 (one KL + Adam step on 8 clips of 20 s); layers8_b1, layers5_b1 (each block alone).
 // Each repeat runs ours then LibTorch, so both see the same machine state; medians are
 // reported. Figures: seconds, GFLOP/s (convolution FLOPs, Net::forward_flops), and the ratio.
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "torch_soundnet.hpp"
+#include "../tests/op_cases.hpp"
 
 namespace {
 
@@ -96,14 +97,34 @@ result side_by_side(const std::string& name, double flops, int repeats, const st
   return {name, median(a), median(b), flops};
 }
 
-double gemm_peak(int repeats) {
+double gemm_peak(int repeats, int threads) {
   using matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic>;
   const int n = 2048;
+  Eigen::setNbThreads(threads);  // soundnet runs Eigen on one thread; the peak uses them all
   matrix a = matrix::Random(n, n), b = matrix::Random(n, n), c(n, n);
   c.noalias() = a * b;
   std::vector<double> t;
   for (int r = 0; r < repeats; ++r) t.push_back(seconds([&] { c.noalias() = a * b; }));
+  soundnet::set_num_threads(threads);
   return 2.0 * n * n * n / median(t);
+}
+
+// Each SoundNet-sized case of the shared operation list (tests/op_cases.hpp), forward alone,
+// float32, on the active kernels: ms and GFLOP/s (convolutions). No peer: LibTorch's per-op
+// figures are in the layer cases.
+void op_cases(int repeats) {
+  using namespace soundnet::testing;
+  op_runner<soundnet::cpu, float> run;
+  std::printf("%-40s %10s %10s   (kernels: %s)\n", "op case", "ms", "GFLOP/s", soundnet::name(soundnet::active_cpu_kernels()));
+  for (const auto& o : soundnet::testing::op_cases()) {
+    if (!o.large) continue;
+    const auto in = make_inputs(o, 1);
+    std::vector<double> t;
+    run.forward(o, in, &t, repeats);
+    const bool conv = o.kind == op_kind::conv1d || o.kind == op_kind::conv1d_bn_relu;
+    const double flops = conv ? 2.0 * o.n * o.c_out * o.c * o.kernel * o.t_out() : 0.0;
+    std::printf("%-40s %10.2f %10.1f\n", o.name.c_str(), 1e3 * median(t), flops / median(t) / 1e9);
+  }
 }
 
 template <class Net>
@@ -244,7 +265,8 @@ int main(int argc, char** argv) try {
   double peak = 0;
   for (const auto& c : o.cases) {
     std::cerr << "running " << c << "...\n";
-    if (c == "gemm_peak") peak = gemm_peak(o.repeats);
+    if (c == "gemm_peak") peak = gemm_peak(o.repeats, o.threads);
+    else if (c == "ops") op_cases(o.repeats);
     else if (c == "infer8_b1") results.push_back(inference<soundnet::soundnet8<>>(c, 1, o.repeats));
     else if (c == "infer8_b16") results.push_back(inference<soundnet::soundnet8<>>(c, 16, std::max(3, o.repeats / 2)));
     else if (c == "infer5_b1") results.push_back(inference<soundnet::soundnet5<>>(c, 1, o.repeats));

@@ -12,6 +12,7 @@
 
 #include <soundnet/soundnet.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -173,22 +174,35 @@ class op_runner {
   using O = ops<Device, T>;
   using buffer = typename Device::template buffer<T>;
 
-  /// The forward (for adam: the updated parameters, then m and v, after 2 steps).
-  std::vector<double> forward(const op_case& o, const op_inputs& in) {
+  /// The forward (for adam: the updated parameters, then m and v, after 2 steps). With `times`,
+  /// the operation itself (inputs already on the device) runs `repeats` more times and each
+  /// run's seconds are appended (soundnet-bench --cases ops).
+  std::vector<double> forward(const op_case& o, const op_inputs& in, std::vector<double>* times = nullptr,
+                              int repeats = 0) {
     const auto& t = in.tensors;
+    auto exec = [&](auto&& op) {
+      op();
+      for (int r = 0; times && r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        op();
+        times->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+    };
     switch (o.kind) {
       case op_kind::conv1d: {
         auto x = up(t.at("x")), w = up(t.at("w")), b = up(t.at("b"));
         buffer y = make(o.n * o.c_out * o.t_out());
-        O::conv1d_forward(ctx_, x.data(), w.data(), b.data(), y.data(), o.geometry());
+        exec([&] { O::conv1d_forward(ctx_, x.data(), w.data(), b.data(), y.data(), o.geometry()); });
         return down(y);
       }
       case op_kind::conv1d_bn_relu: {
         auto x = up(t.at("x")), w = up(t.at("w")), b = up(t.at("b")), gamma = up(t.at("gamma")), beta = up(t.at("beta")),
              mean = up(t.at("mean")), var = up(t.at("var"));
         buffer y = make(o.n * o.c_out * o.t_out());
-        O::conv1d_bn_relu_forward(ctx_, x.data(), w.data(), b.data(), gamma.data(), beta.data(), mean.data(),
-                                  var.data(), 1e-5, y.data(), o.geometry());
+        exec([&] {
+          O::conv1d_bn_relu_forward(ctx_, x.data(), w.data(), b.data(), gamma.data(), beta.data(), mean.data(),
+                                    var.data(), 1e-5, y.data(), o.geometry());
+        });
         return down(y);
       }
       case op_kind::batch_norm_train:
@@ -196,12 +210,14 @@ class op_runner {
         auto x = up(t.at("x")), gamma = up(t.at("gamma")), beta = up(t.at("beta")), mean = up(t.at("mean")),
              var = up(t.at("var"));
         buffer y = make(o.n * o.c * o.t), saved_mean = make(o.c), saved_invstd = make(o.c);
-        if (o.kind == op_kind::batch_norm_train)  // the running statistics change: results too
-          O::batch_norm_forward_train(ctx_, x.data(), o.n, o.c, o.t, gamma.data(), beta.data(), 1e-5, 0.1, mean.data(),
-                                      var.data(), saved_mean.data(), saved_invstd.data(), y.data());
-        else
-          O::batch_norm_forward_eval(ctx_, x.data(), o.n, o.c, o.t, gamma.data(), beta.data(), mean.data(), var.data(),
-                                     1e-5, y.data());
+        exec([&] {
+          if (o.kind == op_kind::batch_norm_train)  // the running statistics change: results too
+            O::batch_norm_forward_train(ctx_, x.data(), o.n, o.c, o.t, gamma.data(), beta.data(), 1e-5, 0.1,
+                                        mean.data(), var.data(), saved_mean.data(), saved_invstd.data(), y.data());
+          else
+            O::batch_norm_forward_eval(ctx_, x.data(), o.n, o.c, o.t, gamma.data(), beta.data(), mean.data(),
+                                       var.data(), 1e-5, y.data());
+        });
         auto out = down(y);
         if (o.kind == op_kind::batch_norm_train)
           for (auto* b : {&mean, &var, &saved_mean, &saved_invstd})
@@ -211,19 +227,21 @@ class op_runner {
       case op_kind::relu: {
         auto x = up(t.at("x"));
         buffer y = make(o.n * o.c * o.t);
-        O::relu_forward(ctx_, x.data(), y.data(), o.n * o.c * o.t);
+        exec([&] { O::relu_forward(ctx_, x.data(), y.data(), o.n * o.c * o.t); });
         return down(y);
       }
       case op_kind::max_pool: {
         auto x = up(t.at("x"));
         buffer y = make(o.n * o.c * o.t_out());
-        O::max_pool_forward(ctx_, x.data(), o.n * o.c, o.t, o.kernel, o.stride, o.t_out(), y.data(), nullptr);
+        exec([&] { O::max_pool_forward(ctx_, x.data(), o.n * o.c, o.t, o.kernel, o.stride, o.t_out(), y.data(), nullptr); });
         return down(y);
       }
       case op_kind::softmax_kl: {
         auto z = up(t.at("logits")), p = up(t.at("targets"));
-        const double loss = O::softmax_kl(ctx_, z.data(), o.n, o.c_total, o.c_begin, o.c, o.t, p.data(),
-                                          double(o.n * o.t), nullptr);
+        double loss = 0;
+        exec([&] {
+          loss = O::softmax_kl(ctx_, z.data(), o.n, o.c_total, o.c_begin, o.c, o.t, p.data(), double(o.n * o.t), nullptr);
+        });
         return {loss};
       }
       case op_kind::adam: {
@@ -231,6 +249,11 @@ class op_runner {
         for (long step = 1; step <= 2; ++step)
           O::adam_update(ctx_, p.data(), g.data(), m.data(), v.data(), static_cast<long>(p.size()), 1e-3, 0.9, 0.999,
                          1e-8, step);
+        if (times)
+          exec([&] {
+            O::adam_update(ctx_, p.data(), g.data(), m.data(), v.data(), static_cast<long>(p.size()), 1e-3, 0.9, 0.999,
+                           1e-8, 3);
+          });
         auto out = down(p);
         for (auto* b : {&m, &v})
           for (double x : down(*b)) out.push_back(x);

@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <soundnet/soundnet.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -126,16 +127,31 @@ BOOST_AUTO_TEST_CASE(weight_errors_name_the_file_and_the_problem) {
 }
 
 BOOST_AUTO_TEST_CASE(weights_from_a_float16_file_are_refused) {
-  // A hand-written header with an F16 tensor.
-  const std::string header = R"({"conv1.weight":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})";
+  // A complete SoundNet-5 weights file, every tensor F32 except conv2.weight, stored as F16:
+  // load_weights must refuse it by name (and leave the model as it was), not misread the bytes.
+  net5 source(3);
+  nlohmann::ordered_json header;
+  header["__metadata__"] = {{"architecture", "soundnet5"}};
+  std::string data;
+  for (const auto& p : source.parameters()) {
+    const bool half = p.name == "conv2.weight";
+    const std::size_t bytes = p.size * (half ? 2 : 4);
+    header[p.name] = {{"dtype", half ? "F16" : "F32"}, {"shape", p.shape}, {"data_offsets", {data.size(), data.size() + bytes}}};
+    if (half) data.append(bytes, '\0');
+    else data.append(reinterpret_cast<const char*>(p.value), bytes);
+  }
+  std::string text = header.dump();
   std::string bytes(8, '\0');
-  bytes[0] = static_cast<char>(header.size());
-  bytes += header + std::string(2, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((text.size() >> (8 * i)) & 0xff);
   const std::string path = data_path("f16.safetensors");
-  write_bytes(path, bytes);
-  net5 net;
-  const auto file = soundnet::io::read_safetensors(path);
-  BOOST_TEST(contains(error_of([&] { file.values<float>("conv1.weight"); }), "dtype F16"));
+  write_bytes(path, bytes + text + data);
+  net5 net(9), reference(9);
+  const std::string message = error_of([&] { soundnet::io::load_weights(net, path); });
+  BOOST_TEST(contains(message, "f16.safetensors: tensor 'conv2.weight' has dtype F16; soundnet weights are F32"), message);
+  for (std::size_t i = 0; i < net.parameters().size(); ++i) {  // unchanged
+    const auto& p = net.parameters()[i];
+    BOOST_TEST(std::equal(p.value, p.value + p.size, reference.parameters()[i].value), p.name);
+  }
 }
 
 BOOST_AUTO_TEST_CASE(npy_reader_is_strict) {

@@ -19,22 +19,33 @@ using soundnet::soundnet8;
 namespace {
 
 // Weights that keep activations at a useful scale through every layer (He-style conv weights,
-// random batch-norm statistics), so that a wrong sample anywhere shows in the deepest read-out.
+// random batch-norm affine parameters and statistics), so that a wrong sample anywhere shows in
+// the deepest read-out. Every tensor of the model is set: the count is checked.
 template <class Model>
 void lively_weights(Model& net, std::uint64_t seed) {
   soundnet::normal_generator rng(seed);
+  std::size_t set = 0;
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
   for (auto& p : net.parameters()) {
     using T = typename Model::value_type;
-    if (p.name.find(".weight") != std::string::npos && p.shape.size() == 3) {
+    const bool bn = p.name.rfind("bn", 0) == 0;
+    if (!bn && ends_with(p.name, ".weight")) {  // convolution (C_out, C_in, K)
       const double fan_in = double(p.shape[1]) * p.shape[2];
       for (std::size_t i = 0; i < p.size; ++i) p.value[i] = T(rng(0, 1) * std::sqrt(2.0 / fan_in));
-    } else if (p.name.find("running_var") != std::string::npos) {
+    } else if (bn && ends_with(p.name, ".weight")) {  // gamma
+      for (std::size_t i = 0; i < p.size; ++i) p.value[i] = T(1 + 0.3 * rng(0, 1));
+    } else if (ends_with(p.name, "running_var")) {
       for (std::size_t i = 0; i < p.size; ++i) p.value[i] = T(0.5 + std::abs(rng(0, 1)));
-    } else if (p.name.find("running_mean") != std::string::npos || p.name.find(".bias") != std::string::npos ||
-               p.name.find(".beta") != std::string::npos) {
+    } else if (ends_with(p.name, "running_mean") || ends_with(p.name, ".bias")) {  // conv bias, beta, mean
       for (std::size_t i = 0; i < p.size; ++i) p.value[i] = T(0.1 * rng(0, 1));
+    } else {
+      continue;
     }
+    ++set;
   }
+  BOOST_REQUIRE_EQUAL(set, net.parameters().size());
 }
 
 template <class T>

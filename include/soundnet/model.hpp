@@ -77,10 +77,16 @@ class model {
   /// drawn on the host and copied to the device, so every device starts from the same values.
   void initialize(std::uint64_t seed) {
     normal_generator rng(seed);
-    std::vector<T> params(param_arena_.size(), T(0)), stats(stat_arena_.size(), T(0));
-    std::apply([&](auto&... l) { (l.initialize(params.data(), stats.data(), rng), ...); }, layers_);
-    O::copy_from_host(ctx_, params.data(), static_cast<long>(params.size()), param_arena_.data());
-    O::copy_from_host(ctx_, stats.data(), static_cast<long>(stats.size()), stat_arena_.data());
+    if constexpr (std::is_same_v<Device, cpu>) {  // host memory already: drawn in place, no staging copy
+      O::fill(ctx_, param_arena_.data(), static_cast<long>(param_arena_.size()), T(0));
+      O::fill(ctx_, stat_arena_.data(), static_cast<long>(stat_arena_.size()), T(0));
+      std::apply([&](auto&... l) { (l.initialize(param_arena_.data(), stat_arena_.data(), rng), ...); }, layers_);
+    } else {
+      std::vector<T> params(param_arena_.size(), T(0)), stats(stat_arena_.size(), T(0));
+      std::apply([&](auto&... l) { (l.initialize(params.data(), stats.data(), rng), ...); }, layers_);
+      O::copy_from_host(ctx_, params.data(), static_cast<long>(params.size()), param_arena_.data());
+      O::copy_from_host(ctx_, stats.data(), static_cast<long>(stats.size()), stat_arena_.data());
+    }
     if (has_gradients_) zero_grad();
   }
 

@@ -146,6 +146,15 @@ inline void pack_b(const strided& B, long p0, long kc, long j0, long nc, float* 
         std::memcpy(o, B.data + (p0 + p) * B.rs + (j0 + t), sizeof(float) * static_cast<std::size_t>(cols));
         for (long c = cols; c < NR; ++c) o[c] = 0.0f;
       }
+    } else if (B.rs == 1) {  // B transposed in memory: column j contiguous along p
+      for (long c = 0; c < NR; ++c) {
+        if (c < cols) {
+          const float* col = B.data + (j0 + t + c) * B.cs + p0;
+          for (long p = 0; p < kc; ++p) base[p * NR + c] = col[p];
+        } else {
+          for (long p = 0; p < kc; ++p) base[p * NR + c] = 0.0f;
+        }
+      }
     } else {
       for (long p = 0; p < kc; ++p) {
         float* o = base + p * NR;
@@ -198,6 +207,7 @@ SOUNDNET_MICRO_KERNEL(micro_generic, , 4, 4, 2)
 #if SOUNDNET_CPU_DISPATCH
 SOUNDNET_MICRO_KERNEL(micro_avx2, SOUNDNET_TARGET("avx2,fma"), 8, 6, 2)
 SOUNDNET_MICRO_KERNEL(micro_avx512, SOUNDNET_TARGET("avx512f,fma"), 16, 8, 2)
+SOUNDNET_MICRO_KERNEL(micro_avx512_narrow, SOUNDNET_TARGET("avx512f,fma"), 16, 12, 1)
 #endif
 #undef SOUNDNET_MICRO_KERNEL
 #else
@@ -301,9 +311,12 @@ inline void sgemm_blocked(long m, long n, long k, const strided& A, const stride
 
 /// C (m x n, rows ldc apart) = A B, or C += A B with `accumulate`; A (m x k) and B (k x n) are
 /// strided views. Single-threaded (callers parallelise over tiles); `scratch`: sgemm_scratch
-/// floats. The variant is active_cpu_kernels().
+/// floats. The variant is active_cpu_kernels(). `shape_n`: the column count of the whole
+/// product this call is a tile of (default n): the kernel is chosen by it, so every element is
+/// summed the same way (k ascending) whatever the tiling, and tiles may follow the thread count.
 inline void sgemm(long m, long n, long k, const strided& A, const strided& B, float* C, long ldc, bool accumulate,
-                  float* scratch) {
+                  float* scratch, long shape_n = 0) {
+  if (shape_n <= 0) shape_n = n;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     if (!accumulate)
@@ -311,7 +324,7 @@ inline void sgemm(long m, long n, long k, const strided& A, const strided& B, fl
     return;
   }
   const cpu_kernels variant = active_cpu_kernels();
-  if (n <= 8) {  // few columns: dot products along k (Bt: B transposed, rows contiguous)
+  if (shape_n <= 8) {  // few columns: dot products along k (Bt: B transposed, rows contiguous)
     float* bt = scratch;
     for (long j = 0; j < n; ++j)
       for (long p = 0; p < k; ++p) bt[j * k + p] = B(p, j);
@@ -329,6 +342,10 @@ inline void sgemm(long m, long n, long k, const strided& A, const strided& B, fl
     return dot_generic(m, n, k, a, lda, bt, C, ldc, accumulate);
   }
 #if SOUNDNET_CPU_DISPATCH
+  if (variant == cpu_kernels::avx512 && shape_n <= 16)
+    return sgemm_blocked<12, 16>(m, n, k, A, B, C, ldc, accumulate, scratch,
+                                 [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,
+                                    bool acc) { micro_avx512_narrow(kc, x, y, c, ld, mr, nr, acc); });
   if (variant == cpu_kernels::avx512)
     return sgemm_blocked<8, 32>(m, n, k, A, B, C, ldc, accumulate, scratch,
                                 [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,

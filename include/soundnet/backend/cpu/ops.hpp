@@ -136,10 +136,10 @@ struct ops<cpu, T> {
       const_matrix_map dY(dy_all, g.c_out, cols_n);
       const_matrix_map C(cols, ck, cols_n);
       matrix_map dW(dw, g.c_out, ck);
-      tiled(ctx, g.c_out, ck, tile_scratch(cols_n), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dW += dY cols^T
+      tiled(ctx, g.c_out, ck, tile_scratch(ck, cols_n), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dW += dY cols^T
         if constexpr (std::is_same_v<T, float>)
           kernels::sgemm(rows, cn, cols_n, {dy_all + r0 * cols_n, cols_n, 1}, {cols + c0 * cols_n, 1, cols_n},
-                         dw + r0 * ck + c0, ck, true, scratch);
+                         dw + r0 * ck + c0, ck, true, scratch, ck);
         else
           dW.block(r0, c0, rows, cn).noalias() += dY.middleRows(r0, rows) * C.middleRows(c0, cn).transpose();
       });
@@ -152,10 +152,10 @@ struct ops<cpu, T> {
         T* dcols = ctx.scratch<T>(context::side_slot, ck * cols_n);
         matrix_map dC(dcols, ck, cols_n);
         const_matrix_map W(w, g.c_out, ck);
-        tiled(ctx, ck, cols_n, tile_scratch(g.c_out), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dcols = W^T dY
+        tiled(ctx, ck, cols_n, tile_scratch(cols_n, g.c_out), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dcols = W^T dY
           if constexpr (std::is_same_v<T, float>)
             kernels::sgemm(rows, cn, g.c_out, {w + r0, 1, ck}, {dy_all + c0, cols_n, 1}, dcols + r0 * cols_n + c0,
-                           cols_n, false, scratch);
+                           cols_n, false, scratch, cols_n);
           else
             dC.block(r0, c0, rows, cn).noalias() = W.middleCols(r0, rows).transpose() * dY.middleCols(c0, cn);
         });
@@ -413,8 +413,19 @@ struct ops<cpu, T> {
   /// scratch: `scratch_floats` floats of the running thread (for the GEMM's packed panels).
   template <class F>
   static void tiled(context& ctx, long rows, long cols, long scratch_floats, const F& f) {
-    const long rt = (rows + tile_rows - 1) / tile_rows, ct = (cols + tile_cols - 1) / tile_cols;
+    long tr = tile_rows, tcl = tile_cols;
     const int threads = ctx.threads();
+    if constexpr (std::is_same_v<T, float>) {
+      // float32 kernels sum every element the same way whatever the tile (kernels::sgemm's
+      // shape_n), so the tiles may follow the thread count: about two per thread.
+      // Columns first (each tile packs its own columns of B once), at least 128 a tile.
+      const long want = 2L * threads;
+      const long ct_want = std::max(1L, std::min(want, cols / 128));
+      tcl = ((cols + ct_want - 1) / ct_want + 31) / 32 * 32;
+      const long rt_want = (want + ct_want - 1) / ct_want;
+      tr = std::max(16L, ((rows + rt_want - 1) / rt_want + 15) / 16 * 16);
+    }
+    const long rt = (rows + tr - 1) / tr, ct = (cols + tcl - 1) / tcl;
     ctx.prepare_threads(threads);
 #pragma omp parallel num_threads(threads) if (rt * ct > 1)
     {
@@ -425,15 +436,15 @@ struct ops<cpu, T> {
       float* scratch = scratch_floats > 0 ? ctx.thread_scratch<float>(id, static_cast<std::size_t>(scratch_floats)) : nullptr;
 #pragma omp for schedule(dynamic)
       for (long i = 0; i < rt * ct; ++i) {
-        const long r0 = (i / ct) * tile_rows, c0 = (i % ct) * tile_cols;
-        f(r0, std::min(tile_rows, rows - r0), c0, std::min(tile_cols, cols - c0), scratch);
+        const long r0 = (i / ct) * tr, c0 = (i % ct) * tcl;
+        f(r0, std::min(tr, rows - r0), c0, std::min(tcl, cols - c0), scratch);
       }
     }
   }
 
   /// Scratch floats of one GEMM tile of the whole-batch paths.
-  static long tile_scratch(long k) {
-    if constexpr (std::is_same_v<T, float>) return kernels::sgemm_scratch(tile_rows, tile_cols, k);
+  static long tile_scratch(long n, long k) {
+    if constexpr (std::is_same_v<T, float>) return kernels::sgemm_scratch(tile_rows, std::min(n, tile_cols), k);
     return 0;
   }
 
@@ -495,10 +506,10 @@ struct ops<cpu, T> {
       for (long n = 0; n < g.n; ++n) im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
       matrix_map Y(out, g.c_out, cols_n);
       const_matrix_map C(cols, ck, cols_n);
-      tiled(ctx, g.c_out, cols_n, tile_scratch(ck), [&](long r0, long rows, long c0, long cn, float* scratch) {
+      tiled(ctx, g.c_out, cols_n, tile_scratch(cols_n, ck), [&](long r0, long rows, long c0, long cn, float* scratch) {
         if constexpr (std::is_same_v<T, float>)
           kernels::sgemm(rows, cn, ck, {w + r0 * ck, ck, 1}, {cols + c0, cols_n, 1}, out + r0 * cols_n + c0, cols_n,
-                         false, scratch);
+                         false, scratch, cols_n);
         else
           Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
       });
