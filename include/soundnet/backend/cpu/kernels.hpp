@@ -78,7 +78,7 @@ inline std::atomic<int>& forced_kernels() {
 }
 
 inline cpu_kernels detect_kernels() {
-  if (const char* env = std::getenv("SOUNDNET_CPU_KERNELS")) {
+  if (const char* env = std::getenv("SOUNDNET_CPU_KERNELS"); env && *env) {
     const std::string want = env;
     for (auto k : {cpu_kernels::generic, cpu_kernels::avx2_fma, cpu_kernels::avx512})
       if (want == name(k)) {
@@ -100,6 +100,17 @@ inline cpu_kernels active_cpu_kernels() {
   if (forced >= 0) return static_cast<cpu_kernels>(forced);
   static const cpu_kernels detected = detail::detect_kernels();
   return detected;
+}
+
+/// The variant this translation unit's own code (Eigen's templates included) is compiled for.
+constexpr cpu_kernels translation_unit_kernels() {
+#if defined(__AVX512F__) && defined(__FMA__)
+  return cpu_kernels::avx512;
+#elif defined(__AVX2__) && defined(__FMA__)
+  return cpu_kernels::avx2_fma;
+#else
+  return cpu_kernels::generic;
+#endif
 }
 
 /// Forces variant k (for tests and comparisons); throws soundnet::error when the processor

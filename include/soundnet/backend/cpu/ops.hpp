@@ -138,10 +138,10 @@ struct ops<cpu, T> {
       matrix_map dW(dw, g.c_out, ck);
       tiled(ctx, g.c_out, ck, tile_scratch(ck, cols_n), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dW += dY cols^T
         if constexpr (std::is_same_v<T, float>)
-          kernels::sgemm(rows, cn, cols_n, {dy_all + r0 * cols_n, cols_n, 1}, {cols + c0 * cols_n, 1, cols_n},
-                         dw + r0 * ck + c0, ck, true, scratch, ck);
-        else
-          dW.block(r0, c0, rows, cn).noalias() += dY.middleRows(r0, rows) * C.middleRows(c0, cn).transpose();
+          if (use_kernels(ck))
+            return kernels::sgemm(rows, cn, cols_n, {dy_all + r0 * cols_n, cols_n, 1}, {cols + c0 * cols_n, 1, cols_n},
+                                  dw + r0 * ck + c0, ck, true, scratch, ck);
+        dW.block(r0, c0, rows, cn).noalias() += dY.middleRows(r0, rows) * C.middleRows(c0, cn).transpose();
       });
       for (long o = 0; o < g.c_out; ++o) {
         T s = 0;
@@ -154,10 +154,10 @@ struct ops<cpu, T> {
         const_matrix_map W(w, g.c_out, ck);
         tiled(ctx, ck, cols_n, tile_scratch(cols_n, g.c_out), [&](long r0, long rows, long c0, long cn, float* scratch) {  // dcols = W^T dY
           if constexpr (std::is_same_v<T, float>)
-            kernels::sgemm(rows, cn, g.c_out, {w + r0, 1, ck}, {dy_all + c0, cols_n, 1}, dcols + r0 * cols_n + c0,
-                           cols_n, false, scratch, cols_n);
-          else
-            dC.block(r0, c0, rows, cn).noalias() = W.middleCols(r0, rows).transpose() * dY.middleCols(c0, cn);
+            if (use_kernels(cols_n))
+              return kernels::sgemm(rows, cn, g.c_out, {w + r0, 1, ck}, {dy_all + c0, cols_n, 1},
+                                    dcols + r0 * cols_n + c0, cols_n, false, scratch, cols_n);
+          dC.block(r0, c0, rows, cn).noalias() = W.middleCols(r0, rows).transpose() * dY.middleCols(c0, cn);
         });
         for (long n = 0; n < g.n; ++n) col2im_add(dcols + n * g.t_out, g, dx + n * g.c_in * g.t_in, 0, g.t_out, cols_n);
       }
@@ -409,15 +409,34 @@ struct ops<cpu, T> {
   /// Tiles of the whole-batch GEMMs: every tile sums over the full inner dimension in one call.
   static constexpr long tile_rows = 128, tile_cols = 1024;
 
+  /// True when a float32 GEMM whose full product has `shape_n` columns runs on the run-time
+  /// kernels (kernels.hpp): always for few columns (dot products, faster than Eigen there), and
+  /// otherwise when this unit's Eigen is compiled for less than the processor offers (a plain
+  /// build on an AVX2 or AVX-512 machine). A unit built for the processor (-march=native) keeps
+  /// Eigen's GEMM, which its flags already make fast.
+  static bool use_kernels(long shape_n) {
+    if constexpr (!std::is_same_v<T, float>) {
+      (void)shape_n;
+      return false;
+    } else {
+      return shape_n <= 8 || kernels_everywhere();
+    }
+  }
+  static bool kernels_everywhere() {
+    if constexpr (!std::is_same_v<T, float>) return false;
+    else return active_cpu_kernels() != translation_unit_kernels();
+  }
+
   /// Calls f(r0, rows, c0, cols, scratch) for the tiles of a (rows x cols) result, in parallel;
   /// scratch: `scratch_floats` floats of the running thread (for the GEMM's packed panels).
   template <class F>
   static void tiled(context& ctx, long rows, long cols, long scratch_floats, const F& f) {
     long tr = tile_rows, tcl = tile_cols;
     const int threads = ctx.threads();
-    if constexpr (std::is_same_v<T, float>) {
-      // float32 kernels sum every element the same way whatever the tile (kernels::sgemm's
-      // shape_n), so the tiles may follow the thread count: about two per thread.
+    if (kernels_everywhere()) {
+      // The run-time kernels sum every element the same way whatever the tile (kernels::sgemm's
+      // shape_n), so the tiles may follow the thread count: about two per thread. (Eigen's
+      // blocking depends on the tile's shape: its tiles stay fixed.)
       // Columns first (each tile packs its own columns of B once), at least 128 a tile.
       const long want = 2L * threads;
       const long ct_want = std::max(1L, std::min(want, cols / 128));
@@ -475,9 +494,11 @@ struct ops<cpu, T> {
     auto run_chunk = [&](long n, long t0, long width, T* cols) {
       im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
       T* out = y + n * g.c_out * g.t_out + t0;
-      if constexpr (std::is_same_v<T, float>) {
-        kernels::sgemm(g.c_out, width, ck, {w, ck, 1}, {cols, width, 1}, out, g.t_out, false, cols + ck * tc);
-      } else {
+      bool done = false;
+      if constexpr (std::is_same_v<T, float>)
+        if ((done = use_kernels(tc)))
+          kernels::sgemm(g.c_out, width, ck, {w, ck, 1}, {cols, width, 1}, out, g.t_out, false, cols + ck * tc, tc);
+      if (!done) {
         strided_map Y(out, g.c_out, width, Eigen::OuterStride<>(g.t_out));
         Y.noalias() = W * const_matrix_map(cols, ck, width);
       }
@@ -508,10 +529,10 @@ struct ops<cpu, T> {
       const_matrix_map C(cols, ck, cols_n);
       tiled(ctx, g.c_out, cols_n, tile_scratch(cols_n, ck), [&](long r0, long rows, long c0, long cn, float* scratch) {
         if constexpr (std::is_same_v<T, float>)
-          kernels::sgemm(rows, cn, ck, {w + r0 * ck, ck, 1}, {cols + c0, cols_n, 1}, out + r0 * cols_n + c0, cols_n,
-                         false, scratch, cols_n);
-        else
-          Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
+          if (use_kernels(cols_n))
+            return kernels::sgemm(rows, cn, ck, {w + r0 * ck, ck, 1}, {cols + c0, cols_n, 1}, out + r0 * cols_n + c0,
+                                  cols_n, false, scratch, cols_n);
+        Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
       });
       for (long n = 0; n < g.n; ++n)
         for (long o = 0; o < g.c_out; ++o) {
@@ -534,14 +555,18 @@ struct ops<cpu, T> {
       for (long j = 0; j < width; ++j) s += dyn[o * g.t_out + j];
       db[o] += s;
     }
-    if constexpr (std::is_same_v<T, float>) {
+    bool kernels_here = false;
+    if constexpr (std::is_same_v<T, float>) kernels_here = kernels_everywhere();
+    if constexpr (std::is_same_v<T, float>) if (kernels_here) {
       float* scratch = cols + ck * chunk_columns(ck, g.t_out);  // after the largest chunk's columns
       kernels::sgemm(g.c_out, ck, width, {dyn, g.t_out, 1}, {cols, 1, width}, dw, ck, true, scratch);  // dW += dY cols^T
       if (dx) {
         kernels::sgemm(ck, width, g.c_out, {w, 1, ck}, {dyn, g.t_out, 1}, cols, width, false, scratch);  // cols = W^T dY
         col2im_add(cols, g, dx + n * g.c_in * g.t_in, t0, width);
       }
-    } else {
+      return;
+    }
+    {
       using strided = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
       strided dY(dyn, g.c_out, width, Eigen::OuterStride<>(g.t_out));
       matrix_map dW(dw, g.c_out, ck);
