@@ -67,6 +67,7 @@ inline std::vector<op_case> op_cases() {
   v.push_back({"batch_norm_eval n2 c3 t11", op_kind::batch_norm_eval, 2, 3, 11});
   v.push_back({"relu n2 c3 t23", op_kind::relu, 2, 3, 23});
   v.push_back(conv("max_pool k4 s3 t23", op_kind::max_pool, 1, 3, 23, 0, 4, 3, 0));
+  v.push_back(conv("max_pool k8 s8 t70 (vectorised)", op_kind::max_pool, 2, 3, 70, 0, 8, 8, 0));
   op_case kl{"softmax_kl n2 head 5 of 7 t3", op_kind::softmax_kl, 2, 5, 3};
   kl.c_total = 7, kl.c_begin = 2;
   v.push_back(kl);

@@ -425,6 +425,44 @@ inline void direct_generic(const float* phases, long span, long S, long K, const
 }
 #endif
 
+// ---- max-pool without indices (inference) ---------------------------------------------------
+
+// y[t] = max of the window x[t*K, t*K + K) (kernel = stride = K), NaN propagating: the same values
+// as ops<cpu, float>::max_pool_forward, written without branches so the compiler vectorises it.
+#define SOUNDNET_POOL_KERNEL(NAME, ATTR)                                  \
+  template <int K>                                                        \
+  ATTR inline void NAME(const float* x, long t_out, float* y) {           \
+    for (long t = 0; t < t_out; ++t) {                                    \
+      const float* w = x + t * K;                                         \
+      float v = w[0];                                                     \
+      for (int k = 1; k < K; ++k) {                                       \
+        const float c = w[k];                                             \
+        v = (c > v || c != c) ? c : v;                                    \
+      }                                                                   \
+      y[t] = v;                                                           \
+    }                                                                     \
+  }
+SOUNDNET_POOL_KERNEL(pool_generic, )
+#if SOUNDNET_CPU_DISPATCH
+SOUNDNET_POOL_KERNEL(pool_avx2, SOUNDNET_TARGET("avx2,fma"))
+SOUNDNET_POOL_KERNEL(pool_avx512, SOUNDNET_TARGET("avx512f,fma"))
+#endif
+#undef SOUNDNET_POOL_KERNEL
+
+/// One row of a non-overlapping max-pool with kernel K (4 or 8, SoundNet's); false for other
+/// shapes (the caller's general loop runs).
+inline bool pool_row(long kernel, long stride, const float* x, long t_out, float* y) {
+  if (kernel != stride || (kernel != 4 && kernel != 8)) return false;
+  const cpu_kernels k = active_cpu_kernels();
+#if SOUNDNET_CPU_DISPATCH
+  if (k == cpu_kernels::avx512) return kernel == 8 ? pool_avx512<8>(x, t_out, y) : pool_avx512<4>(x, t_out, y), true;
+  if (k == cpu_kernels::avx2_fma) return kernel == 8 ? pool_avx2<8>(x, t_out, y) : pool_avx2<4>(x, t_out, y), true;
+#endif
+  (void)k;
+  kernel == 8 ? pool_generic<8>(x, t_out, y) : pool_generic<4>(x, t_out, y);
+  return true;
+}
+
 /// Steps (lanes) and output rows of one direct-kernel block in a variant.
 inline void direct_shape(cpu_kernels k, long& lanes, long& rows) {
   lanes = k == cpu_kernels::avx512 ? 16 : k == cpu_kernels::avx2_fma ? 8 : 4;

@@ -316,6 +316,8 @@ struct ops<cpu, T> {
     for (long r = 0; r < rows; ++r) {
       const T* xr = x + r * t_in;
       T* yr = y + r * t_out;
+      if constexpr (std::is_same_v<T, float>)
+        if (!argmax && kernels::pool_row(kernel, stride, xr, t_out, yr)) continue;  // inference: vectorised
       for (long t = 0; t < t_out; ++t) {
         const long start = t * stride;
         long best = start;
