@@ -32,6 +32,29 @@ constexpr long steps = soundnet8<>::shape_for<44100>::output_length;  // 2 s: to
 struct broken : sequential<conv1d<16, 64, 2, -1>, two_head_conv1d<10, 5, 8, 2, 0>> {
   static constexpr const char* name = "broken";
 };
+#elif defined(SOUNDNET_FAIL_INCOMPLETE_DEVICE)
+// A device with a context and a buffer whose op table lacks adam_update.
+struct half_done {
+  struct context {};
+  template <class T>
+  using buffer = soundnet::cpu::buffer<T>;
+};
+namespace soundnet {
+template <>
+struct ops<half_done, float> : private ops<cpu, float> {  // every op but adam_update
+  using base = ops<cpu, float>;
+  using base::fill, base::copy, base::copy_to_host, base::copy_from_host, base::conv1d_forward,
+      base::conv1d_bn_relu_forward, base::conv1d_backward, base::batch_norm_forward_train,
+      base::batch_norm_forward_eval, base::batch_norm_invstd, base::batch_norm_backward, base::relu_forward,
+      base::relu_backward, base::max_pool_forward, base::max_pool_backward, base::softmax_kl;
+};
+}  // namespace soundnet
+struct broken : soundnet5<> {};
+#define SOUNDNET_TEST_DEVICE half_done
+#elif defined(SOUNDNET_FAIL_NO_BACKEND)
+struct nowhere {};
+struct broken : soundnet5<> {};
+#define SOUNDNET_TEST_DEVICE nowhere
 #else
 struct broken : sequential<conv1d<16, 64, 2, 32>, batch_norm, relu, max_pool1d<8>, two_head_conv1d<10, 5, 8, 2, 0>> {
   static constexpr const char* name = "fine";
@@ -39,7 +62,11 @@ struct broken : sequential<conv1d<16, 64, 2, 32>, batch_norm, relu, max_pool1d<8
 static_assert(soundnet8<>::shape_for<441000>::output_length == 4, "control");
 #endif
 
+#ifndef SOUNDNET_TEST_DEVICE
+#define SOUNDNET_TEST_DEVICE cpu
+#endif
+
 int main() {
-  model<broken> net;
+  model<broken, float, SOUNDNET_TEST_DEVICE> net;
   return static_cast<int>(net.output_names().size() == 0);
 }

@@ -30,14 +30,17 @@
 #include "../../core/abi.hpp"
 #include "../../core/error.hpp"
 
-#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+// SOUNDNET_PORTABLE_KERNELS: build only the portable C++ variant, as a compiler without GCC's
+// vector extensions and target attributes would (tests/CMakeLists.txt: test_ops_portable).
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__)) && \
+    !defined(SOUNDNET_PORTABLE_KERNELS)
 #define SOUNDNET_CPU_DISPATCH 1
 #define SOUNDNET_TARGET(isa) __attribute__((target(isa)))
 #else
 #define SOUNDNET_CPU_DISPATCH 0
 #define SOUNDNET_TARGET(isa)
 #endif
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(SOUNDNET_PORTABLE_KERNELS)
 #define SOUNDNET_VECTOR_EXTENSIONS 1
 #else
 #define SOUNDNET_VECTOR_EXTENSIONS 0

@@ -409,7 +409,7 @@ struct ops<cpu, T> {
   /// Partial sums of a chunked convolution backward (fixed: results must not depend on threads).
   static constexpr long reduction_groups = 16;
   /// Tiles of the whole-batch GEMMs: every tile sums over the full inner dimension in one call.
-  static constexpr long tile_rows = 128, tile_cols = 1024;
+  static constexpr long tile_rows = 64, tile_cols = 256;  // fixed (Eigen), enough tiles for the threads on SoundNet's layers
 
   /// True when a float32 GEMM whose full product has `shape_n` columns runs on the run-time
   /// kernels (kernels.hpp): always for few columns (dot products, faster than Eigen there), and
@@ -465,7 +465,7 @@ struct ops<cpu, T> {
 
   /// Scratch floats of one GEMM tile of the whole-batch paths.
   static long tile_scratch(long n, long k) {
-    if constexpr (std::is_same_v<T, float>) return kernels::sgemm_scratch(tile_rows, std::min(n, tile_cols), k);
+    if constexpr (std::is_same_v<T, float>) return kernels::sgemm_scratch(tile_rows, std::min(n, 512L), k);
     return 0;
   }
 
