@@ -96,7 +96,7 @@ bool same_value(const std::string& key, const std::string& a, const std::string&
 
 // --resume: options not given are taken from the checkpoint; a given one that differs is an error.
 void resolve_resume(const CLI::App& app, settings& s) {
-  const auto meta = soundnet::io::read_safetensors(s.resume).metadata;
+  const auto meta = soundnet::io::read_safetensors_metadata(s.resume);  // the header only
   const auto format = meta.find("format");
   if (format == meta.end() || format->second != "soundnet-checkpoint-1")
     throw soundnet::weights_error(s.resume, "not a soundnet checkpoint (metadata 'format' is not soundnet-checkpoint-1)");

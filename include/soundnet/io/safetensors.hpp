@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -157,6 +158,34 @@ inline safetensors_file read_safetensors(const std::string& path) {
     file.tensors.emplace(name, std::move(e));
   }
   return file;
+}
+
+/// The metadata of a safetensors file, reading its header only (not the tensors). Throws
+/// io_error naming the file when it is missing, truncated or malformed.
+inline std::map<std::string, std::string> read_safetensors_metadata(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw io_error(path, "cannot open file for reading");
+  unsigned char len[8];
+  if (!in.read(reinterpret_cast<char*>(len), 8)) throw io_error(path, "not a safetensors file (shorter than its 8-byte header length)");
+  std::uint64_t header_len = 0;
+  for (int i = 0; i < 8; ++i) header_len |= static_cast<std::uint64_t>(len[i]) << (8 * i);
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<std::uint64_t>(in.tellg());
+  if (header_len > size - 8)
+    throw io_error(path, "truncated or not a safetensors file: header of " + std::to_string(header_len) +
+                             " bytes announced, " + std::to_string(size - 8) + " present");
+  std::string text(static_cast<std::size_t>(header_len), '\0');
+  in.seekg(8);
+  if (!in.read(&text[0], static_cast<std::streamsize>(header_len))) throw io_error(path, "read error");
+  std::map<std::string, std::string> metadata;
+  try {
+    const auto header = nlohmann::json::parse(text);
+    if (header.contains("__metadata__"))
+      for (const auto& [key, value] : header["__metadata__"].items()) metadata[key] = value.get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    throw io_error(path, std::string("malformed safetensors header: ") + e.what());
+  }
+  return metadata;
 }
 
 /// One tensor to write: float32 on disk.

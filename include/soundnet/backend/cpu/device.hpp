@@ -102,6 +102,15 @@ struct cpu {
   template <class T>
   using buffer = detail::host_buffer<T>;
 
+  /// The OpenMP thread number inside a parallel region (0 outside, or without OpenMP).
+  static int thread_id() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+  }
+
   /// What every CPU op receives: scratch memory that grows to the largest request and is then
   /// reused (a steady stream of same-shaped calls allocates nothing). Slots are independent
   /// regions, so an op may hold several at once; each OpenMP thread has its own as well.

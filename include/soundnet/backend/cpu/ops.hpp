@@ -172,10 +172,7 @@ struct ops<cpu, T> {
     ctx.prepare_threads(threads);
 #pragma omp parallel num_threads(threads)
     {
-      int id = 0;
-#ifdef _OPENMP
-      id = omp_get_thread_num();
-#endif
+      const int id = cpu::thread_id();
       T* scratch = ctx.thread_scratch<T>(id, ck * tc + chunk_gemm_scratch(g.c_out, tc, ck));
       for (long parity = 0; parity < 2; ++parity) {
         const long half = (chunks + 1 - parity) / 2, items = g.n * half;
@@ -450,10 +447,7 @@ struct ops<cpu, T> {
     ctx.prepare_threads(threads);
 #pragma omp parallel num_threads(threads) if (rt * ct > 1)
     {
-      int id = 0;
-#ifdef _OPENMP
-      id = omp_get_thread_num();
-#endif
+      const int id = cpu::thread_id();
       float* scratch = scratch_floats > 0 ? ctx.thread_scratch<float>(id, static_cast<std::size_t>(scratch_floats)) : nullptr;
 #pragma omp for schedule(dynamic)
       for (long i = 0; i < rt * ct; ++i) {
@@ -511,10 +505,7 @@ struct ops<cpu, T> {
       ctx.prepare_threads(threads);
 #pragma omp parallel num_threads(threads)
       {
-        int id = 0;
-#ifdef _OPENMP
-        id = omp_get_thread_num();
-#endif
+        const int id = cpu::thread_id();
         T* cols = ctx.thread_scratch<T>(id, ck * tc + chunk_gemm_scratch(g.c_out, tc, ck));
 #pragma omp for schedule(dynamic)
         for (long item = 0; item < g.n * chunks; ++item) {
@@ -557,9 +548,7 @@ struct ops<cpu, T> {
       for (long j = 0; j < width; ++j) s += dyn[o * g.t_out + j];
       db[o] += s;
     }
-    bool kernels_here = false;
-    if constexpr (std::is_same_v<T, float>) kernels_here = kernels_everywhere();
-    if constexpr (std::is_same_v<T, float>) if (kernels_here) {
+    if constexpr (std::is_same_v<T, float>) if (kernels_everywhere()) {
       float* scratch = cols + ck * chunk_columns(ck, g.t_out);  // after the largest chunk's columns
       kernels::sgemm(g.c_out, ck, width, {dyn, g.t_out, 1}, {cols, 1, width}, dw, ck, true, scratch);  // dW += dY cols^T
       if (dx) {
