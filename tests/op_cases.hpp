@@ -60,7 +60,11 @@ inline std::vector<op_case> op_cases() {
   v.push_back(conv("conv1d 1->2 k8 s1 p4 t9", op_kind::conv1d, 2, 1, 9, 2, 8, 1, 4));
   v.push_back(conv("conv1d 2->2 k3 s2 p5 t6", op_kind::conv1d, 2, 2, 6, 2, 3, 2, 5));
   v.push_back(conv("conv1d 1->16 k64 s2 p32 t300 (direct)", op_kind::conv1d, 2, 1, 300, 16, 64, 2, 32));
-  v.push_back(conv("conv1d 2->3 k4 s2 p2 t2100 (chunked)", op_kind::conv1d, 4, 2, 2100, 3, 4, 2, 2));
+  v.push_back(conv("conv1d 2->3 k4 s2 p2 t2100 (4 clips)", op_kind::conv1d, 4, 2, 2100, 3, 4, 2, 2));
+  // float: the packed kernels over several chunks, the last one a partial sliver, rows not a
+  // multiple of the register block (double: Eigen)
+  v.push_back(conv("conv1d 2->5 k8 s2 p4 t200 (packed chunks)", op_kind::conv1d, 2, 2, 200, 5, 8, 2, 4));
+  v.push_back(conv("conv1d_bn_relu 2->5 k8 s2 p4 t200 (packed chunks)", op_kind::conv1d_bn_relu, 2, 2, 200, 5, 8, 2, 4));
   v.push_back(conv("conv1d_bn_relu 3->4 k5 s2 p2 t17", op_kind::conv1d_bn_relu, 2, 3, 17, 4, 5, 2, 2));
   v.push_back(conv("conv1d_bn_relu 1->16 k64 s2 p32 t300 (direct)", op_kind::conv1d_bn_relu, 2, 1, 300, 16, 64, 2, 32));
   v.push_back({"batch_norm_train n2 c3 t11", op_kind::batch_norm_train, 2, 3, 11});

@@ -182,12 +182,29 @@ inline void pack_b(const strided& B, long p0, long kc, long j0, long nc, float* 
 
 // ---- micro-kernels: MR x NR accumulators over kc packed steps ----------------------------
 
-// acc (MR x NR) = sum_p a[p][r] * b[p][c]; then C (+)= acc on the valid mr x nr part.
+/// What a kernel does to an output row before storing it (the inference block's batch norm and
+/// ReLU, or a convolution's bias): y = relu?(y * scale[r] + shift[r]); a null scale means 1, a
+/// null shift 0. Pointers start at the tile's first row.
+struct row_epilogue {
+  const float* scale = nullptr;
+  const float* shift = nullptr;
+  bool relu = false;
+  row_epilogue rows_from(long r) const { return {scale ? scale + r : nullptr, shift ? shift + r : nullptr, relu}; }
+  float apply(float v, long r) const {
+    if (scale) v *= scale[r];
+    if (shift) v += shift[r];
+    return relu ? (v > 0.0f ? v : 0.0f) : v;
+  }
+};
+
+// acc (MR x NR) = sum_p a[p][r] * b[p][c]; then C (+)= acc on the valid mr x nr part, finished
+// by *ep (when not null) on the way out.
 #if SOUNDNET_VECTOR_EXTENSIONS
 #define SOUNDNET_MICRO_KERNEL(NAME, ATTR, LANES, MR, NV)                                               \
   ATTR inline void NAME(long kc, const float* a, const float* b, float* c, long ldc, long mr, long nr, \
-                        bool accumulate) {                                                            \
+                        bool accumulate, const row_epilogue* ep) {                                    \
     typedef float vec __attribute__((vector_size(LANES * sizeof(float))));                            \
+    typedef int ivec __attribute__((vector_size(LANES * sizeof(int))));                               \
     vec acc[MR][NV];                                                                                   \
     for (int r = 0; r < MR; ++r)                                                                       \
       for (int v = 0; v < NV; ++v) acc[r][v] = vec{} ;                                                 \
@@ -200,7 +217,8 @@ inline void pack_b(const strided& B, long p0, long kc, long j0, long nc, float* 
       }                                                                                                \
     }                                                                                                  \
     if (mr == MR && nr == LANES * NV) {                                                                \
-      for (int r = 0; r < MR; ++r)                                                                     \
+      for (int r = 0; r < MR; ++r) {                                                                   \
+        const float sc = ep && ep->scale ? ep->scale[r] : 1.0f, sh = ep && ep->shift ? ep->shift[r] : 0.0f; \
         for (int v = 0; v < NV; ++v) {                                                                 \
           float* dst = c + r * ldc + v * LANES;                                                        \
           if (accumulate) {                                                                            \
@@ -208,13 +226,22 @@ inline void pack_b(const strided& B, long p0, long kc, long j0, long nc, float* 
             std::memcpy(&old, dst, sizeof(vec));                                                       \
             acc[r][v] += old;                                                                          \
           }                                                                                            \
+          if (ep) {                                                                                    \
+            if (ep->scale) acc[r][v] *= sc;                                                            \
+            if (ep->shift) acc[r][v] += sh;                                                            \
+            if (ep->relu) acc[r][v] = (vec)((ivec)acc[r][v] & (ivec)(acc[r][v] > vec{}));              \
+          }                                                                                            \
           std::memcpy(dst, &acc[r][v], sizeof(vec));                                                   \
         }                                                                                              \
+      }                                                                                                \
     } else {                                                                                           \
       float tile[MR][LANES * NV];                                                                      \
       std::memcpy(tile, acc, sizeof tile);                                                             \
       for (long r = 0; r < mr; ++r)                                                                    \
-        for (long j = 0; j < nr; ++j) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j]; \
+        for (long j = 0; j < nr; ++j) {                                                                \
+          float v = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];                             \
+          c[r * ldc + j] = ep ? ep->apply(v, r) : v;                                                   \
+        }                                                                                              \
     }                                                                                                  \
   }
 SOUNDNET_MICRO_KERNEL(micro_generic, , 4, 4, 2)
@@ -226,13 +253,16 @@ SOUNDNET_MICRO_KERNEL(micro_avx512_narrow, SOUNDNET_TARGET("avx512f,fma"), 16, 1
 #undef SOUNDNET_MICRO_KERNEL
 #else
 inline void micro_generic(long kc, const float* a, const float* b, float* c, long ldc, long mr, long nr,
-                          bool accumulate) {
+                          bool accumulate, const row_epilogue* ep) {
   float acc[4][8] = {};
   for (long p = 0; p < kc; ++p, a += 4, b += 8)
     for (int r = 0; r < 4; ++r)
       for (int j = 0; j < 8; ++j) acc[r][j] += a[r] * b[j];
   for (long r = 0; r < mr; ++r)
-    for (long j = 0; j < nr; ++j) c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+    for (long j = 0; j < nr; ++j) {
+      const float v = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+      c[r * ldc + j] = ep ? ep->apply(v, r) : v;
+    }
 }
 #endif
 
@@ -299,9 +329,11 @@ inline long sgemm_scratch(long m, long n, long k) {
   return mc * kc + std::max(std::min(nc, (n + 31) / 32 * 32) * std::min(kc, k), n * k) + 64;
 }
 
-template <int MR, int NR, class Micro>
+using micro_kernel = void (*)(long, const float*, const float*, float*, long, long, long, bool, const row_epilogue*);
+
+template <int MR, int NR>
 inline void sgemm_blocked(long m, long n, long k, const strided& A, const strided& B, float* C, long ldc,
-                          bool accumulate, float* scratch, Micro micro) {
+                          bool accumulate, float* scratch, micro_kernel micro, const row_epilogue* ep) {
   constexpr long kc_max = 256, mc_max = 96 / MR * MR, nc_max = 512 / NR * NR;
   float* ap = scratch;
   float* bp = scratch + mc_max * kc_max;
@@ -309,70 +341,118 @@ inline void sgemm_blocked(long m, long n, long k, const strided& A, const stride
     const long nc = std::min(nc_max, n - j0);
     for (long p0 = 0; p0 < k; p0 += kc_max) {
       const long kc = std::min(kc_max, k - p0);
-      const bool acc = accumulate || p0 > 0;
+      const bool acc = accumulate || p0 > 0, last = p0 + kc >= k;
       pack_b<NR>(B, p0, kc, j0, nc, bp);
       for (long i0 = 0; i0 < m; i0 += mc_max) {
         const long mc = std::min(mc_max, m - i0);
         pack_a<MR>(A, i0, mc, p0, kc, ap);
         for (long t = 0; t < nc; t += NR)
-          for (long s = 0; s < mc; s += MR)
+          for (long s = 0; s < mc; s += MR) {
+            const row_epilogue rows = ep && last ? ep->rows_from(i0 + s) : row_epilogue{};
             micro(kc, ap + (s / MR) * kc * MR, bp + (t / NR) * kc * NR, C + (i0 + s) * ldc + j0 + t, ldc,
-                  std::min<long>(MR, mc - s), std::min<long>(NR, nc - t), acc);
+                  std::min<long>(MR, mc - s), std::min<long>(NR, nc - t), acc, ep && last ? &rows : nullptr);
+          }
       }
     }
   }
 }
 
 /// C (m x n, rows ldc apart) = A B, or C += A B with `accumulate`; A (m x k) and B (k x n) are
-/// strided views. Single-threaded (callers parallelise over tiles); `scratch`: sgemm_scratch
-/// floats. The variant is active_cpu_kernels(). `shape_n`: the column count of the whole
-/// product this call is a tile of (default n): the kernel is chosen by it, so every element is
-/// summed the same way (k ascending) whatever the tiling, and tiles may follow the thread count.
+/// strided views; `ep` (optional) finishes each row of C. Single-threaded (callers parallelise
+/// over tiles); `scratch`: sgemm_scratch floats. The variant is active_cpu_kernels().
+/// `shape_n`: the column count of the whole product this call is a tile of (default n): the
+/// kernel is chosen by it, so every element is summed the same way (k ascending) whatever the
+/// tiling, and tiles may follow the thread count.
 inline void sgemm(long m, long n, long k, const strided& A, const strided& B, float* C, long ldc, bool accumulate,
-                  float* scratch, long shape_n = 0) {
+                  float* scratch, long shape_n = 0, const row_epilogue* ep = nullptr) {
   if (shape_n <= 0) shape_n = n;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
-    if (!accumulate)
-      for (long i = 0; i < m; ++i) std::fill(C + i * ldc, C + i * ldc + n, 0.0f);
+    for (long i = 0; i < m; ++i)
+      for (long j = 0; j < n; ++j) {
+        const float v = accumulate ? C[i * ldc + j] : 0.0f;
+        C[i * ldc + j] = ep ? ep->apply(v, i) : v;
+      }
     return;
   }
   const cpu_kernels variant = active_cpu_kernels();
-  if (shape_n <= 8) {  // few columns: dot products along k (Bt: B transposed, rows contiguous)
+  if (shape_n <= 8 && A.cs == 1) {  // few columns: dot products along k (Bt: B transposed, rows contiguous)
     float* bt = scratch;
     for (long j = 0; j < n; ++j)
       for (long p = 0; p < k; ++p) bt[j * k + p] = B(p, j);
-    const float* a = A.data;
-    long lda = A.rs;
-    if (A.cs != 1) {  // rows of A must be contiguous: not the case in our callers, but correct anyway
-      return sgemm_blocked<4, 8>(m, n, k, A, B, C, ldc, accumulate, scratch,
-                                 [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,
-                                    bool acc) { micro_generic(kc, x, y, c, ld, mr, nr, acc); });
-    }
 #if SOUNDNET_CPU_DISPATCH
-    if (variant == cpu_kernels::avx512) return dot_avx512(m, n, k, a, lda, bt, C, ldc, accumulate);
-    if (variant == cpu_kernels::avx2_fma) return dot_avx2(m, n, k, a, lda, bt, C, ldc, accumulate);
+    if (variant == cpu_kernels::avx512) dot_avx512(m, n, k, A.data, A.rs, bt, C, ldc, accumulate);
+    else if (variant == cpu_kernels::avx2_fma) dot_avx2(m, n, k, A.data, A.rs, bt, C, ldc, accumulate);
+    else
 #endif
-    return dot_generic(m, n, k, a, lda, bt, C, ldc, accumulate);
+      dot_generic(m, n, k, A.data, A.rs, bt, C, ldc, accumulate);
+    if (ep)
+      for (long i = 0; i < m; ++i)
+        for (long j = 0; j < n; ++j) C[i * ldc + j] = ep->apply(C[i * ldc + j], i);
+    return;
   }
 #if SOUNDNET_CPU_DISPATCH
   if (variant == cpu_kernels::avx512 && shape_n <= 16)
-    return sgemm_blocked<12, 16>(m, n, k, A, B, C, ldc, accumulate, scratch,
-                                 [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,
-                                    bool acc) { micro_avx512_narrow(kc, x, y, c, ld, mr, nr, acc); });
+    return sgemm_blocked<12, 16>(m, n, k, A, B, C, ldc, accumulate, scratch, micro_avx512_narrow, ep);
   if (variant == cpu_kernels::avx512)
-    return sgemm_blocked<8, 32>(m, n, k, A, B, C, ldc, accumulate, scratch,
-                                [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,
-                                   bool acc) { micro_avx512(kc, x, y, c, ld, mr, nr, acc); });
+    return sgemm_blocked<8, 32>(m, n, k, A, B, C, ldc, accumulate, scratch, micro_avx512, ep);
   if (variant == cpu_kernels::avx2_fma)
-    return sgemm_blocked<6, 16>(m, n, k, A, B, C, ldc, accumulate, scratch,
-                                [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,
-                                   bool acc) { micro_avx2(kc, x, y, c, ld, mr, nr, acc); });
+    return sgemm_blocked<6, 16>(m, n, k, A, B, C, ldc, accumulate, scratch, micro_avx2, ep);
 #endif
-  (void)variant;
-  return sgemm_blocked<4, 8>(m, n, k, A, B, C, ldc, accumulate, scratch,
-                             [](long kc, const float* x, const float* y, float* c, long ld, long mr, long nr,
-                                bool acc) { micro_generic(kc, x, y, c, ld, mr, nr, acc); });
+  return sgemm_blocked<4, 8>(m, n, k, A, B, C, ldc, accumulate, scratch, micro_generic, ep);
+}
+
+// ---- GEMM on operands packed by the caller (the convolution's chunks) -----------------------
+
+/// The register block of the packed GEMM in variant v: mr rows of A, nr columns of B.
+struct gemm_block {
+  long mr, nr;
+};
+inline gemm_block packed_block(cpu_kernels v) {
+  if (v == cpu_kernels::avx512) return {8, 32};
+  if (v == cpu_kernels::avx2_fma) return {6, 16};
+  return {4, 8};
+}
+
+/// Floats of A (m x k) packed for variant v: whole mr-row slivers.
+inline long packed_a_size(cpu_kernels v, long m, long k) {
+  const long mr = packed_block(v).mr;
+  return (m + mr - 1) / mr * mr * k;
+}
+
+/// A (m x k, rows lda apart) as mr-row slivers over the whole of k: out[s][p][r], zero rows past m.
+inline void pack_a_whole(cpu_kernels v, const float* A, long lda, long m, long k, float* out) {
+  const long mr = packed_block(v).mr;
+  for (long s = 0; s < m; s += mr)
+    for (long p = 0; p < k; ++p) {
+      float* o = out + s * k + p * mr;
+      for (long r = 0; r < mr; ++r) o[r] = s + r < m ? A[(s + r) * lda + p] : 0.0f;
+    }
+}
+
+/// C (m x n, rows ldc apart) = A B, finished by `ep` (optional), in variant v. ap: A packed by
+/// pack_a_whole; bp: B (k x n) as nr-column slivers over the whole of k, bp[t][p][c] (columns
+/// past n are read but not stored; they must be finite). Sums k ascending in blocks of 256, the
+/// order sgemm uses.
+inline void sgemm_packed(cpu_kernels v, long m, long n, long k, const float* ap, const float* bp, float* C, long ldc,
+                         const row_epilogue* ep) {
+  const gemm_block blk = packed_block(v);
+  micro_kernel micro = micro_generic;
+#if SOUNDNET_CPU_DISPATCH
+  if (v == cpu_kernels::avx512) micro = micro_avx512;
+  if (v == cpu_kernels::avx2_fma) micro = micro_avx2;
+#endif
+  constexpr long kc_max = 256;
+  for (long p0 = 0; p0 < k; p0 += kc_max) {
+    const long kc = std::min(kc_max, k - p0);
+    const bool last = p0 + kc >= k;
+    for (long t = 0; t < n; t += blk.nr)
+      for (long s = 0; s < m; s += blk.mr) {
+        const row_epilogue rows = ep && last ? ep->rows_from(s) : row_epilogue{};
+        micro(kc, ap + s * k + p0 * blk.mr, bp + t * k + p0 * blk.nr, C + s * ldc + t, ldc,
+              std::min(blk.mr, m - s), std::min(blk.nr, n - t), p0 > 0, ep && last ? &rows : nullptr);
+      }
+  }
 }
 
 // ---- the direct one-input-channel convolution ------------------------------------------------
@@ -384,8 +464,9 @@ inline void sgemm(long m, long n, long k, const strided& A, const strided& B, fl
 #if SOUNDNET_VECTOR_EXTENSIONS
 #define SOUNDNET_DIRECT_KERNEL(NAME, ATTR, LANES, ROWS)                                                \
   ATTR inline void NAME(const float* phases, long span, long S, long K, const float* wp, long b_begin,    \
-                        long b_end, long t_out, float* out, long ob) {                                     \
+                        long b_end, long t_out, float* out, long ob, const row_epilogue* ep) {             \
     typedef float vec __attribute__((vector_size(LANES * sizeof(float))));                             \
+    typedef int ivec __attribute__((vector_size(LANES * sizeof(int))));                                \
     for (long b = b_begin; b < b_end; ++b) {                                                           \
       const long t = b * LANES;                                                                        \
       vec acc[ROWS];                                                                                   \
@@ -400,6 +481,12 @@ inline void sgemm(long m, long n, long k, const strided& A, const strided& B, fl
         }                                                                                              \
       }                                                                                                \
       const long width = std::min<long>(LANES, t_out - t);                                             \
+      if (ep)                                                                                          \
+        for (int r = 0; r < ROWS; ++r) {                                                               \
+          if (ep->scale) acc[r] *= ep->scale[ob * ROWS + r];                                           \
+          if (ep->shift) acc[r] += ep->shift[ob * ROWS + r];                                           \
+          if (ep->relu) acc[r] = (vec)((ivec)acc[r] & (ivec)(acc[r] > vec{}));                         \
+        }                                                                                              \
       for (int r = 0; r < ROWS; ++r)                                                                   \
         std::memcpy(out + (ob * ROWS + r) * t_out + t, &acc[r], static_cast<std::size_t>(width) * sizeof(float)); \
     }                                                                                                  \
@@ -412,7 +499,7 @@ SOUNDNET_DIRECT_KERNEL(direct_avx512, SOUNDNET_TARGET("avx512f,fma"), 16, 16)
 #undef SOUNDNET_DIRECT_KERNEL
 #else
 inline void direct_generic(const float* phases, long span, long S, long K, const float* wp, long b_begin, long b_end,
-                           long t_out, float* out, long ob) {
+                           long t_out, float* out, long ob, const row_epilogue* ep) {
   constexpr int LANES = 4, ROWS = 8;
   for (long b = b_begin; b < b_end; ++b) {
     const long t = b * LANES;
@@ -423,7 +510,8 @@ inline void direct_generic(const float* phases, long span, long S, long K, const
           for (int l = 0; l < LANES; ++l) acc[r][l] += wp[k * ROWS + r] * phases[p * span + t + j + l];
     const long width = std::min<long>(LANES, t_out - t);
     for (int r = 0; r < ROWS; ++r)
-      for (long l = 0; l < width; ++l) out[(ob * ROWS + r) * t_out + t + l] = acc[r][l];
+      for (long l = 0; l < width; ++l)
+        out[(ob * ROWS + r) * t_out + t + l] = ep ? ep->apply(acc[r][l], ob * ROWS + r) : acc[r][l];
   }
 }
 #endif
@@ -473,13 +561,13 @@ inline void direct_shape(cpu_kernels k, long& lanes, long& rows) {
 }
 
 inline void direct_task(cpu_kernels k, const float* phases, long span, long S, long K, const float* wp, long b_begin,
-                        long b_end, long t_out, float* out, long ob) {
+                        long b_end, long t_out, float* out, long ob, const row_epilogue* ep) {
 #if SOUNDNET_CPU_DISPATCH
-  if (k == cpu_kernels::avx512) return direct_avx512(phases, span, S, K, wp, b_begin, b_end, t_out, out, ob);
-  if (k == cpu_kernels::avx2_fma) return direct_avx2(phases, span, S, K, wp, b_begin, b_end, t_out, out, ob);
+  if (k == cpu_kernels::avx512) return direct_avx512(phases, span, S, K, wp, b_begin, b_end, t_out, out, ob, ep);
+  if (k == cpu_kernels::avx2_fma) return direct_avx2(phases, span, S, K, wp, b_begin, b_end, t_out, out, ob, ep);
 #endif
   (void)k;
-  direct_generic(phases, span, S, K, wp, b_begin, b_end, t_out, out, ob);
+  direct_generic(phases, span, S, K, wp, b_begin, b_end, t_out, out, ob, ep);
 }
 
 }  // namespace kernels

@@ -88,14 +88,12 @@ struct ops<cpu, T> {
 
   /// y = conv(x, w) + b.
   static void conv1d_forward(context& ctx, const T* x, const T* w, const T* b, T* y, const conv_geometry& g) {  // x (N, C_in, T_in), w (C_out, C_in, K), b (C_out), y (N, C_out, T_out)
-    conv1d_forward_impl(ctx, x, w, y, g, [b](T* row, long o, long width) {
-      const T bo = b[o];
-      for (long j = 0; j < width; ++j) row[j] += bo;
-    });
+    conv1d_forward_impl(ctx, x, w, y, g, affine_epilogue{nullptr, b, false});
   }
 
   /// Inference block: y = relu((conv(x, w) + b - mean) * gamma / sqrt(var + eps) + beta), the
-  /// batch norm applied in the GEMM's epilogue (one pass over the output).
+  /// batch norm applied in the GEMM's epilogue (on the way out of the kernel's registers, or one
+  /// pass over each output row while it is in cache).
   static void conv1d_bn_relu_forward(context& ctx, const T* x, const T* w, const T* b, const T* gamma, const T* beta,
                                      const T* mean, const T* var, double eps, T* y, const conv_geometry& g) {  // gamma, beta, mean, var (C_out)
     T* scale = ctx.scratch<T>(context::side_slot, 2 * g.c_out);
@@ -105,13 +103,7 @@ struct ops<cpu, T> {
       scale[o] = static_cast<T>(s);
       shift[o] = static_cast<T>((static_cast<double>(b[o]) - mean[o]) * s + beta[o]);
     }
-    conv1d_forward_impl(ctx, x, w, y, g, [scale, shift](T* row, long o, long width) {
-      const T so = scale[o], ho = shift[o];
-      for (long j = 0; j < width; ++j) {
-        const T v = row[j] * so + ho;
-        row[j] = v > T(0) ? v : T(0);
-      }
-    });
+    conv1d_forward_impl(ctx, x, w, y, g, affine_epilogue{scale, shift, true});
   }
 
   /// Accumulates dw, db; writes dx (when not null).
@@ -469,70 +461,148 @@ struct ops<cpu, T> {
     return std::min(t_out, std::max(32L, 65536L / ck));
   }
 
+  /// What the forward convolution does to each output row o: y = relu?(y * scale[o] + shift[o])
+  /// (a null scale is 1, a null shift 0): the bias alone, or the inference block's batch norm
+  /// and ReLU.
+  struct affine_epilogue {
+    const T* scale;
+    const T* shift;
+    bool relu;
+    void operator()(T* row, long o, long width) const {
+      const T so = scale ? scale[o] : T(1), ho = shift ? shift[o] : T(0);
+      for (long j = 0; j < width; ++j) {
+        const T v = row[j] * so + ho;
+        row[j] = relu ? (v > T(0) ? v : T(0)) : v;
+      }
+    }
+  };
+  /// The same for the float kernels (kernels.hpp), applied in registers.
+  static kernels::row_epilogue kernel_epilogue(const affine_epilogue& ep) {
+    if constexpr (std::is_same_v<T, float>) return {ep.scale, ep.shift, ep.relu};
+    else return {};
+  }
+
   /// Blocked convolution: the output of each clip is cut into chunks of columns; each chunk's
   /// im2col fits in cache and one GEMM computes (C_out, chunk); chunks run in parallel. Where a
   /// clip is one chunk (few output steps, many weights: conv6 and up), all clips' columns go
-  /// side by side into one GEMM, so the weights are read once, and Eigen's threads split it.
-  /// epilogue(row, o, width) finishes output row o of a chunk in place.
-  template <class Epilogue>
+  /// side by side into one GEMM, so the weights are read once, and the tiles run in parallel.
+  /// `ep` finishes each output row (in the kernels' registers where they run).
   static void conv1d_forward_impl(context& ctx, const T* x, const T* w, T* y, const conv_geometry& g,
-                                  const Epilogue& epilogue) {
-    if constexpr (std::is_same_v<T, float>) {
-      long lanes = 0, rows = 0;
-      kernels::direct_shape(active_cpu_kernels(), lanes, rows);
-      if (g.c_in == 1 && g.c_out % rows == 0) return conv1d_direct_single_channel(ctx, x, w, y, g, epilogue);
-    }
+                                  const affine_epilogue& ep) {
     const long ck = g.c_in * g.kernel;
     const long tc = chunk_columns(ck, g.t_out);
     const long chunks = (g.t_out + tc - 1) / tc;
+    const bool chunked = chunks > 1 && g.n * chunks >= min_chunked_items;
+    if constexpr (std::is_same_v<T, float>) {
+      long lanes = 0, rows = 0;
+      kernels::direct_shape(active_cpu_kernels(), lanes, rows);
+      if (g.c_in == 1 && g.c_out % rows == 0) return conv1d_direct_single_channel(ctx, x, w, y, g, ep);
+      if (g.t_out >= packed_min_steps && use_packed_convolution()) return conv1d_packed_chunks(ctx, x, w, y, g, ep);
+    }
     const_matrix_map W(w, g.c_out, ck);
     using strided_map = Eigen::Map<row_matrix, 0, Eigen::OuterStride<>>;
-    auto run_chunk = [&](long n, long t0, long width, T* cols) {
-      im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
-      T* out = y + n * g.c_out * g.t_out + t0;
-      bool done = false;
-      if constexpr (std::is_same_v<T, float>)
-        if ((done = use_kernels(tc)))
-          kernels::sgemm(g.c_out, width, ck, {w, ck, 1}, {cols, width, 1}, out, g.t_out, false, cols + ck * tc, tc);
-      if (!done) {
-        strided_map Y(out, g.c_out, width, Eigen::OuterStride<>(g.t_out));
-        Y.noalias() = W * const_matrix_map(cols, ck, width);
-      }
-      for (long o = 0; o < g.c_out; ++o) epilogue(out + o * g.t_out, o, width);
-    };
-    if (chunks > 1 && g.n * chunks >= min_chunked_items) {
+    if (chunked) {
       const int threads = ctx.threads();
       ctx.prepare_threads(threads);
 #pragma omp parallel num_threads(threads)
       {
         const int id = cpu::thread_id();
-        T* cols = ctx.thread_scratch<T>(id, ck * tc + chunk_gemm_scratch(g.c_out, tc, ck));
+        T* cols = ctx.thread_scratch<T>(id, ck * tc);
 #pragma omp for schedule(dynamic)
         for (long item = 0; item < g.n * chunks; ++item) {
-          const long n = item / chunks, t0 = (item % chunks) * tc;
-          run_chunk(n, t0, std::min(tc, g.t_out - t0), cols);
+          const long n = item / chunks, t0 = (item % chunks) * tc, width = std::min(tc, g.t_out - t0);
+          im2col(x + n * g.c_in * g.t_in, g, cols, t0, width);
+          T* out = y + n * g.c_out * g.t_out + t0;
+          strided_map Y(out, g.c_out, width, Eigen::OuterStride<>(g.t_out));
+          Y.noalias() = W * const_matrix_map(cols, ck, width);
+          for (long o = 0; o < g.c_out; ++o) ep(out + o * g.t_out, o, width);
         }
       }
     } else {  // few output steps: all clips' columns side by side, tiled GEMM (weights read once)
       const long cols_n = g.n * g.t_out;
-      T* cols = ctx.scratch<T>(context::main_slot, (ck + g.c_out) * cols_n);
-      T* out = cols + ck * cols_n;
+      T* cols = ctx.scratch<T>(context::main_slot, (ck + (g.n > 1 ? g.c_out : 0)) * cols_n);
+      T* out = g.n > 1 ? cols + ck * cols_n : y;  // one clip: its output is the product
       for (long n = 0; n < g.n; ++n) im2col(x + n * g.c_in * g.t_in, g, cols + n * g.t_out, 0, g.t_out, cols_n);
       matrix_map Y(out, g.c_out, cols_n);
       const_matrix_map C(cols, ck, cols_n);
+      const bool fused = use_kernels(cols_n);
+      const kernels::row_epilogue kep = kernel_epilogue(ep);
       tiled(ctx, g.c_out, cols_n, tile_scratch(cols_n, ck), [&](long r0, long rows, long c0, long cn, float* scratch) {
         if constexpr (std::is_same_v<T, float>)
-          if (use_kernels(cols_n))
+          if (fused) {
+            const kernels::row_epilogue tile_ep = kep.rows_from(r0);
             return kernels::sgemm(rows, cn, ck, {w + r0 * ck, ck, 1}, {cols + c0, cols_n, 1}, out + r0 * cols_n + c0,
-                                  cols_n, false, scratch, cols_n);
+                                  cols_n, false, scratch, cols_n, &tile_ep);
+          }
         Y.block(r0, c0, rows, cn).noalias() = W.middleRows(r0, rows) * C.middleCols(c0, cn);
+        for (long o = r0; o < r0 + rows; ++o) ep(out + o * cols_n + c0, o, cn);
       });
-      for (long n = 0; n < g.n; ++n)
-        for (long o = 0; o < g.c_out; ++o) {
-          T* row = y + (n * g.c_out + o) * g.t_out;
-          std::copy(out + o * cols_n + n * g.t_out, out + o * cols_n + (n + 1) * g.t_out, row);
-          epilogue(row, o, g.t_out);
+      if (g.n > 1)
+        for (long n = 0; n < g.n; ++n)
+          for (long o = 0; o < g.c_out; ++o)
+            std::copy(out + o * cols_n + n * g.t_out, out + o * cols_n + (n + 1) * g.t_out,
+                      y + (n * g.c_out + o) * g.t_out);
+    }
+  }
+
+  /// Whether the forward of float with many output steps runs on the run-time kernels with
+  /// operands packed once (conv1d_packed_chunks) rather than on Eigen over im2col: wherever the
+  /// run-time kernels have a vector variant (or this unit's Eigen is built for less than the
+  /// processor has). In benchmarks/ it beats Eigen built with -march=native on SoundNet's conv2-5.
+  static bool use_packed_convolution() {
+    if constexpr (!std::is_same_v<T, float>) return false;
+    else return active_cpu_kernels() != cpu_kernels::generic || kernels_everywhere();
+  }
+  /// Output steps from which the packed forward runs (fewer: the tiled GEMM over all clips).
+  static constexpr long packed_min_steps = 64;
+
+  /// The chunked forward on the run-time kernels: the input is split into its S stride phases
+  /// (phase p holds x(i*S + p - P)), so each row (c, k) of a chunk's im2col is a contiguous
+  /// copy from phase k % S at offset k / S, written straight into the GEMM's packed column
+  /// slivers; the weights are packed once for all chunks, and the epilogue runs in registers.
+  static void conv1d_packed_chunks(context& ctx, const float* x, const float* w, float* y, const conv_geometry& g,
+                                   const affine_epilogue& ep) {
+    const cpu_kernels variant = active_cpu_kernels();
+    const long nr = kernels::packed_block(variant).nr;
+    const long S = g.stride, K = g.kernel, P = g.padding, ck = g.c_in * K;
+    // Chunks of columns: at most chunk_columns, and small enough for about four per thread.
+    // (Every output is summed the same way whatever the chunk, so they may follow the threads.)
+    const int threads = ctx.threads();
+    long tc = (chunk_columns(ck, g.t_out) + nr - 1) / nr * nr;
+    while (tc > 2 * nr && g.n * ((g.t_out + tc - 1) / tc) < 4L * threads) tc = (tc / 2 + nr - 1) / nr * nr;
+    const long chunks = (g.t_out + tc - 1) / tc;
+    const long span = chunks * tc + (K - 1) / S + 1;  // a phase's length, with room for the last sliver
+    const long phase_size = g.n * g.c_in * S * span;
+    float* phases = ctx.scratch<float>(context::main_slot, phase_size + kernels::packed_a_size(variant, g.c_out, ck));
+    float* ap = phases + phase_size;
+    kernels::pack_a_whole(variant, w, ck, g.c_out, ck, ap);
+#pragma omp parallel for schedule(static) if (phase_size > 65536)
+    for (long q = 0; q < g.n * g.c_in * S; ++q) {  // q = (n * c_in + c) * S + p
+      const long p = q % S;
+      const float* xc = x + (q / S) * g.t_in;
+      float* ph = phases + q * span;
+      for (long i = 0; i < span; ++i) {
+        const long j = i * S + p - P;
+        ph[i] = j >= 0 && j < g.t_in ? xc[j] : 0.0f;
+      }
+    }
+    const kernels::row_epilogue kep = kernel_epilogue(ep);
+    ctx.prepare_threads(threads);
+#pragma omp parallel num_threads(threads)
+    {
+      float* bp = ctx.thread_scratch<float>(cpu::thread_id(), static_cast<std::size_t>(ck * tc));
+#pragma omp for schedule(dynamic)
+      for (long item = 0; item < g.n * chunks; ++item) {
+        const long n = item / chunks, t0 = (item % chunks) * tc, width = std::min(tc, g.t_out - t0);
+        const float* xn = phases + n * g.c_in * S * span;
+        for (long t = 0; t < width; t += nr) {  // sliver t: columns [t0 + t, t0 + t + nr), rows (c, k)
+          float* o = bp + t * ck;
+          for (long c = 0; c < g.c_in; ++c)
+            for (long k = 0; k < K; ++k, o += nr)
+              std::memcpy(o, xn + (c * S + k % S) * span + t0 + t + k / S, sizeof(float) * static_cast<std::size_t>(nr));
         }
+        kernels::sgemm_packed(variant, g.c_out, width, ck, ap, bp, y + n * g.c_out * g.t_out + t0, g.t_out, &kep);
+      }
     }
   }
 
@@ -585,9 +655,8 @@ struct ops<cpu, T> {
   /// phase k % S at offset k / S; `rows` output channels x `lanes` steps accumulate in registers
   /// (AVX-512: 16 x 16, AVX2: 8 x 8, generic: 8 x 4; kernels.hpp). Weights are repacked as
   /// (C_out / rows, K, rows) for contiguous broadcasts.
-  template <class Epilogue>
   static void conv1d_direct_single_channel(context& ctx, const float* x, const float* w, float* y,
-                                           const conv_geometry& g, const Epilogue& epilogue) {
+                                           const conv_geometry& g, const affine_epilogue& ep) {
     const cpu_kernels variant = active_cpu_kernels();
     long lanes = 0, rows = 0;
     kernels::direct_shape(variant, lanes, rows);
@@ -611,6 +680,7 @@ struct ops<cpu, T> {
           ph[i] = j >= 0 && j < g.t_in ? xn[j] : 0.0f;
         }
       }
+    const kernels::row_epilogue kep = kernel_epilogue(ep);
     constexpr long blocks_per_task = 16;
     const long tasks_per_row_block = (blocks + blocks_per_task - 1) / blocks_per_task;
 #pragma omp parallel for collapse(2) schedule(dynamic)
@@ -621,9 +691,7 @@ struct ops<cpu, T> {
         const long b_end = std::min(blocks, b_begin + blocks_per_task);
         float* out = y + n * g.c_out * g.t_out;
         kernels::direct_task(variant, phases + n * S * span, span, S, K, packed + ob * K * rows, b_begin, b_end,
-                             g.t_out, out, ob);
-        const long t0 = b_begin * lanes, width = std::min(g.t_out, b_end * lanes) - t0;
-        for (long r = 0; r < rows; ++r) epilogue(out + (ob * rows + r) * g.t_out + t0, ob * rows + r, width);  // while in cache
+                             g.t_out, out, ob, &kep);
       }
   }
 
