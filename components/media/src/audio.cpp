@@ -11,6 +11,8 @@ extern "C" {
 }
 
 #include <soundnet/core/error.hpp>
+
+#include "ffmpeg.hpp"
 #include <libavformat/version.h>
 #include <libavcodec/version.h>
 #include <libswresample/version.h>
@@ -26,28 +28,6 @@ extern "C" {
 namespace soundnet::media {
 
 namespace detail {
-
-inline std::string av_error(int code) {
-  char buf[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, buf, sizeof buf);
-  return buf;
-}
-
-struct format_closer {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
-};
-struct codec_closer {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct swr_closer {
-  void operator()(SwrContext* s) const { swr_free(&s); }
-};
-struct packet_closer {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct frame_closer {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
 
 /// True when the Ogg file's pages do not tile it: the last page is cut short (a truncated
 /// file). Reads only the page headers.
