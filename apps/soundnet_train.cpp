@@ -1,6 +1,16 @@
 // soundnet-train: trains SoundNet to match teacher distributions by KL divergence with Adam.
 //
+//   soundnet-train --arch soundnet8 --dataset DIR --save OUT.safetensors [options]
 //   soundnet-train --arch soundnet8 --manifest M.csv --save OUT.safetensors [options]
+//
+// DIR: a dataset store written by soundnet-prepare (soundnet::data). Each step takes random
+// crops (--crop-seconds, default 20 s; shorter videos repeat circularly) from the training
+// videos; each output step's target is the mean of each teacher's posteriors over the frames in
+// its span. One output head per teacher of the store. Batches are made by background threads
+// (soundnet/app/loader.hpp), deterministically from the seed. Every --validate-every steps the
+// held-out videos (--validation-videos, chosen by a hash of their names) give a validation KL,
+// printed next to the baseline of always predicting the training set's mean teacher
+// distribution; a CSV log and (with gnuplot) a PNG plot of the losses go next to --save.
 //
 // M.csv: header "audio,objects,scenes"; each row names (relative to the csv) a waveform .npy
 // (float32, scaled) and the teachers' distributions as .npy of shape (T, classes), one row per
@@ -12,11 +22,16 @@
 // the checkpoint is an error. Results do not depend on --threads, so a run may resume with
 // another thread count and continue bit for bit.
 #include <soundnet/app/cli.hpp>
+#include <soundnet/app/inputs.hpp>
+#include <soundnet/app/loader.hpp>
 #include <soundnet/app/manifest.hpp>
 #include <soundnet/app/waveform.hpp>
 
+#include <chrono>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <numeric>
@@ -26,10 +41,12 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string arch, manifest, init, save, checkpoint, resume, dump_gradients, precision = "float32";
-  int scenes = 401, threads = 0;
+  std::string arch, manifest, dataset, init, save, checkpoint, resume, dump_gradients, precision = "float32";
+  std::string loss = "kl", log, plot;
+  int scenes = 401, threads = 0, loader_threads = 2, prefetch = 4;
   long seed = 1, batch = 64, steps = 100000, crop = 0, hop = 110250, every = 0;
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999;
+  long validation_videos = -1, validate_every = 100;
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, crop_seconds = 20;
   bool no_shuffle = false;
 };
 
@@ -42,7 +59,8 @@ const recorded recorded_options[] = {
     {"--seed", "data_seed"},     {"--batch-size", "batch_size"}, {"--crop-samples", "crop_samples"},
     {"--no-shuffle", "shuffle"}, {"--target-hop-samples", "target_hop_samples"},
     {"--lr", "adam_lr"},         {"--beta1", "adam_beta1"},      {"--beta2", "adam_beta2"},
-    {"--scenes", "scenes"}};
+    {"--scenes", "scenes"},      {"--loss", "loss"},             {"--crop-seconds", "crop_seconds"},
+    {"--validation-videos", "validation_videos"}};
 
 std::string exact(double x) {
   char buf[40];
@@ -61,15 +79,20 @@ std::string value_of(const settings& s, const std::string& key) {
   if (key == "adam_beta1") return exact(s.beta1);
   if (key == "adam_beta2") return exact(s.beta2);
   if (key == "scenes") return std::to_string(s.scenes);
+  if (key == "loss") return s.loss;
+  if (key == "crop_seconds") return exact(s.crop_seconds);
+  if (key == "validation_videos") return std::to_string(s.validation_videos);
   throw std::logic_error("unknown recorded option " + key);
 }
 
 void set_value(settings& s, const std::string& key, const std::string& v, const std::string& path) {
   try {
     std::size_t used = 0;
-    if (key == "adam_lr" || key == "adam_beta1" || key == "adam_beta2") {
+    if (key == "loss") {
+      s.loss = v, used = v.size();
+    } else if (key == "adam_lr" || key == "adam_beta1" || key == "adam_beta2" || key == "crop_seconds") {
       const double d = std::stod(v, &used);
-      (key == "adam_lr" ? s.lr : key == "adam_beta1" ? s.beta1 : s.beta2) = d;
+      (key == "adam_lr" ? s.lr : key == "adam_beta1" ? s.beta1 : key == "adam_beta2" ? s.beta2 : s.crop_seconds) = d;
     } else {
       const long n = std::stol(v, &used);
       if (key == "data_seed") s.seed = n;
@@ -78,6 +101,7 @@ void set_value(settings& s, const std::string& key, const std::string& v, const 
       else if (key == "shuffle") s.no_shuffle = n == 0;
       else if (key == "target_hop_samples") s.hop = n;
       else if (key == "scenes") s.scenes = static_cast<int>(n);
+      else if (key == "validation_videos") s.validation_videos = n;
     }
     if (used != v.size()) throw std::invalid_argument(v);
   } catch (const std::exception&) {
@@ -88,7 +112,7 @@ void set_value(settings& s, const std::string& key, const std::string& v, const 
 bool same_value(const std::string& key, const std::string& a, const std::string& b) {
   if (a == b) return true;
   try {
-    return key.rfind("adam_", 0) == 0 && std::stod(a) == std::stod(b);
+    return (key.rfind("adam_", 0) == 0 || key == "crop_seconds") && std::stod(a) == std::stod(b);
   } catch (const std::exception&) {
     return false;
   }
@@ -116,9 +140,10 @@ void resolve_resume(const CLI::App& app, settings& s) {
     }
   }
   if (const auto fp = meta.find("manifest_fingerprint"); fp != meta.end()) {
-    const std::string now = soundnet::app::file_fingerprint(s.manifest);
+    const std::string data = s.dataset.empty() ? s.manifest : s.dataset + "/index.bin";
+    const std::string now = soundnet::app::file_fingerprint(data);
     if (!now.empty() && now != fp->second)
-      throw soundnet::io_error(s.manifest, "has changed since the checkpoint " + s.resume +
+      throw soundnet::io_error(data, "has changed since the checkpoint " + s.resume +
                                                " was written (fingerprint " + now + ", checkpoint " + fp->second +
                                                "): resuming on other data would not continue the run");
   }
@@ -129,8 +154,16 @@ struct train {
 
   template <class Net>
   int operator()() const {
-    if (s.precision == "float32") return run<Net, float>();
-    if (s.precision == "float64") return run<Net, double>();
+    if (!s.dataset.empty()) {
+      if (s.precision != "float32") throw usage_error("--dataset trains in float32 (--precision float32)");
+      return run_dataset<Net>();
+    }
+    if constexpr (Net::scenes == 0) {
+      throw usage_error("the manifest mode trains two heads (objects and scenes)");
+    } else {
+      if (s.precision == "float32") return run<Net, float>();
+      if (s.precision == "float64") return run<Net, double>();
+    }
     throw usage_error("--precision must be float32 or float64, got '" + s.precision + "'");
   }
 
@@ -218,6 +251,239 @@ struct train {
     return 0;
   }
 
+  // ---- training from a dataset store --------------------------------------------------
+
+  // Loss and d loss / d logits of one head (logits rows c_begin.. of (N, c_total, T)) for the
+  // "l2" loss: the squared distance between softmax(logits) and the target, summed over
+  // classes, mean over batch and time (the paper's Table 5 compares it with KL).
+  static double l2_head(const float* logits, long n, long c_total, long c_begin, long c, long t, const float* target,
+                        float* grad) {
+    double loss = 0;
+    const double divisor = double(n) * double(t);
+    std::vector<double> p(static_cast<std::size_t>(c)), g(static_cast<std::size_t>(c));
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < t; ++j) {
+        auto at = [&](long k) { return (i * c_total + c_begin + k) * t + j; };
+        double m = -1e300, z = 0, pg = 0;
+        for (long k = 0; k < c; ++k) m = std::max(m, double(logits[at(k)]));
+        for (long k = 0; k < c; ++k) z += (p[std::size_t(k)] = std::exp(double(logits[at(k)]) - m));
+        for (long k = 0; k < c; ++k) {
+          p[std::size_t(k)] /= z;
+          const double d = p[std::size_t(k)] - target[(i * c + k) * t + j];
+          loss += d * d / divisor;
+          g[std::size_t(k)] = 2 * d / divisor;
+          pg += p[std::size_t(k)] * g[std::size_t(k)];
+        }
+        for (long k = 0; k < c; ++k) grad[at(k)] = static_cast<float>(p[std::size_t(k)] * (g[std::size_t(k)] - pg));
+      }
+    return loss;
+  }
+
+  // KL(target || softmax(logits)) of one head, mean over batch and time (validation: no gradient).
+  static double kl_head(const float* logits, long n, long c_total, long c_begin, long c, long t, const float* target) {
+    double loss = 0;
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < t; ++j) {
+        auto at = [&](long k) { return (i * c_total + c_begin + k) * t + j; };
+        double m = -1e300, z = 0;
+        for (long k = 0; k < c; ++k) m = std::max(m, double(logits[at(k)]));
+        for (long k = 0; k < c; ++k) z += std::exp(double(logits[at(k)]) - m);
+        const double log_z = m + std::log(z);
+        for (long k = 0; k < c; ++k) {
+          const double y = target[(i * c + k) * t + j];
+          if (y > 0) loss += y * (std::log(y) - (double(logits[at(k)]) - log_z));
+        }
+      }
+    return loss / (double(n) * double(t));
+  }
+
+  // KL(target || q) for a fixed prediction q (the baseline), same averaging.
+  static double kl_constant(const std::vector<double>& q, long n, long c, long t, const float* target) {
+    double loss = 0;
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < t; ++j)
+        for (long k = 0; k < c; ++k) {
+          const double y = target[(i * c + k) * t + j];
+          if (y > 0) loss += y * (std::log(y) - std::log(std::max(q[std::size_t(k)], 1e-30)));
+        }
+    return loss / (double(n) * double(t));
+  }
+
+  template <class Net>
+  int run_dataset() const {
+    using model_t = soundnet::model<Net, float>;
+    using tensor = xt::xtensor<float, 3>;
+    const soundnet::data::store_reader store(s.dataset);
+    const auto& layout = store.layout();
+    if (layout.sample_rate != soundnet::audio_format::sample_rate)
+      throw soundnet::io_error(s.dataset, "holds audio at " + std::to_string(layout.sample_rate) + " Hz; SoundNet reads " +
+                                              std::to_string(soundnet::audio_format::sample_rate) + " Hz");
+    const long crop = std::lround(s.crop_seconds * layout.sample_rate);
+    if (crop < model_t::min_input_length())
+      throw usage_error("--crop-seconds " + std::to_string(s.crop_seconds) + " is too short for " + Net::name +
+                        ": it needs at least " + std::to_string(double(model_t::min_input_length()) / layout.sample_rate) + " s");
+    const long steps_out = model_t::output_length(crop);
+    const long batch = s.batch;
+
+    // the split: validation videos by the hash of their names, the rest for training
+    const std::size_t n_val = static_cast<std::size_t>(s.validation_videos);
+    if (store.size() < n_val + 1)
+      throw usage_error("--validation-videos " + std::to_string(n_val) + " leaves no training video: the store holds " +
+                        std::to_string(store.size()));
+    const auto val = store.validation_set(n_val);
+    std::vector<std::size_t> train_set;
+    for (std::size_t i = 0, v = 0; i < store.size(); ++i)
+      if (v < val.size() && val[v] == i) ++v;
+      else train_set.push_back(i);
+    const auto baseline_q = soundnet::app::mean_distribution(store, train_set);
+
+    model_t net(static_cast<std::uint64_t>(s.seed));
+    if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
+    soundnet::adam_options options;
+    options.lr = s.lr, options.beta1 = s.beta1, options.beta2 = s.beta2;
+    soundnet::adam opt(net, options);
+    std::map<std::string, std::string> run_state;
+    for (const auto& r : recorded_options) run_state[r.key] = value_of(s, r.key);
+    run_state["manifest_fingerprint"] = soundnet::app::file_fingerprint(s.dataset + "/index.bin");
+    if (!s.resume.empty()) {
+      soundnet::io::load_checkpoint(net, opt, s.resume);
+      std::cerr << "resumed from " << s.resume << " at step " << opt.steps() << "\n";
+    }
+    std::fprintf(stderr, "soundnet-train: %s, %zu teacher(s), %zu training and %zu validation videos, %ld-sample crops (%ld output steps)\n",
+                 Net::name, layout.teachers.size(), train_set.size(), val.size(), crop, steps_out);
+
+    // validation: the first crop of each held-out video (repeated circularly), in eval mode
+    auto validate = [&](double& baseline) {
+      double loss = 0, base = 0;
+      if (val.empty()) return baseline = NAN, double(NAN);
+      std::vector<std::vector<float>> targets;
+      tensor x = xt::zeros<float>({std::size_t(1), std::size_t(1), std::size_t(crop)});
+      for (auto v : val) {
+        store.read_audio(v, 0, crop, x.data());
+        soundnet::app::crop_targets(store, v, 0, crop, steps_out, targets);
+        net.forward(x, soundnet::mode::inference);
+        long c_begin = 0;
+        const tensor all = head_logits(net);
+        for (std::size_t t = 0; t < targets.size(); ++t) {
+          const long c = layout.teachers[t].classes;
+          loss += kl_head(all.data(), 1, Net::objects + Net::scenes, c_begin, c, steps_out, targets[t].data());
+          base += kl_constant(baseline_q[t], 1, c, steps_out, targets[t].data());
+          c_begin += c;
+        }
+      }
+      baseline = base / double(val.size());
+      return loss / double(val.size());
+    };
+
+    const std::string log_path = s.log.empty() ? s.save + ".log.csv" : s.log;
+    const std::string plot_path = s.plot.empty() ? s.save + ".loss.png" : s.plot;
+    for (const auto& file : {s.save, s.checkpoint, log_path, plot_path}) {  // the folders they go in
+      const auto folder = std::filesystem::path(file).parent_path();
+      if (!file.empty() && !folder.empty()) soundnet::app::make_directory(folder.string());
+    }
+    std::ofstream log(log_path, opt.steps() > 0 ? std::ios::app : std::ios::trunc);
+    if (!log) throw soundnet::io_error(log_path, "cannot write the training log");
+    if (opt.steps() == 0) log << "step,train_loss,train_baseline_kl,validation_kl,validation_baseline_kl,seconds\n";
+
+    soundnet::app::batch_loader loader(store, train_set, batch, crop, steps_out, static_cast<std::uint64_t>(s.seed),
+                                       !s.no_shuffle, s.loader_threads, s.prefetch);
+    tensor x = xt::zeros<float>({std::size_t(batch), std::size_t(1), std::size_t(crop)});
+    std::vector<tensor> targets;
+    for (const auto& t : layout.teachers)
+      targets.push_back(xt::zeros<float>({std::size_t(batch), std::size_t(t.classes), std::size_t(steps_out)}));
+    auto save_checkpoint = [&](long step) {
+      auto meta = run_state;
+      meta["data_position"] = std::to_string(step * batch);
+      soundnet::io::save_checkpoint(net, opt, s.checkpoint, meta);
+    };
+    const auto start = std::chrono::steady_clock::now();
+    const long first = opt.steps();
+    double train_sum = 0, train_base = 0;
+    long train_count = 0;
+    for (long step = opt.steps(); step < s.steps; ++step) {
+      auto b = loader.get(step);
+      std::copy(b.audio.begin(), b.audio.end(), x.data());
+      for (std::size_t t = 0; t < targets.size(); ++t) std::copy(b.targets[t].begin(), b.targets[t].end(), targets[t].data());
+      net.forward(x, soundnet::mode::training);
+      double loss = 0;
+      net.zero_grad();
+      if (s.loss == "kl") {
+        if constexpr (Net::scenes == 0) loss = net.kl_loss(targets[0]);
+        else loss = net.kl_loss(targets[0], targets[1]);
+        net.backward();
+      } else {
+        const tensor logits = head_logits(net);
+        tensor grad = xt::zeros<float>(logits.shape());
+        long c_begin = 0;
+        for (std::size_t t = 0; t < targets.size(); ++t) {
+          const long c = layout.teachers[t].classes;
+          loss += l2_head(logits.data(), batch, Net::objects + Net::scenes, c_begin, c, steps_out, targets[t].data(), grad.data());
+          c_begin += c;
+        }
+        net.backward(grad);
+      }
+      if (!std::isfinite(loss)) throw soundnet::error("loss is not finite at step " + std::to_string(step + 1));
+      opt.step();
+      train_sum += loss, ++train_count;
+      for (std::size_t t = 0; t < targets.size(); ++t)  // the baseline on the same crops
+        train_base += kl_constant(baseline_q[t], batch, layout.teachers[t].classes, steps_out, targets[t].data());
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double rate = double(step + 1 - first) / std::max(seconds, 1e-9);
+      const long left = static_cast<long>((s.steps - step - 1) / std::max(rate, 1e-9));
+      std::printf("step %ld/%ld loss %.8f (%.2f steps/s, ETA %ld:%02ld:%02ld)\n", step + 1, s.steps, loss, rate,
+                  left / 3600, left / 60 % 60, left % 60);
+      std::fflush(stdout);
+      const bool last = step + 1 == s.steps;
+      if ((s.validate_every > 0 && (step + 1) % s.validate_every == 0) || last) {
+        double baseline = 0;
+        const double v = validate(baseline);
+        const double mean_train = train_sum / double(train_count), mean_base = train_base / double(train_count);
+        std::printf("at step %ld: training %s %.6f (baseline KL %.6f); validation KL %.6f (baseline %.6f); "
+                    "baseline: always predicting the training set's mean teacher distribution\n",
+                    step + 1, s.loss.c_str(), mean_train, mean_base, v, baseline);
+        std::fflush(stdout);
+        log << step + 1 << ',' << mean_train << ',' << mean_base << ',' << v << ',' << baseline << ',' << seconds << '\n'
+            << std::flush;
+        train_sum = 0, train_base = 0, train_count = 0;
+      }
+      if (!s.checkpoint.empty() && s.every && (step + 1) % s.every == 0 && !last) save_checkpoint(step + 1);
+    }
+    if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps(), 0L));
+    soundnet::io::save_weights(net, s.save);
+    log.close();
+    const bool plotted = plot_losses(log_path, plot_path, s.loss);
+    std::fprintf(stderr, "soundnet-train: weights %s%s%s, log %s%s%s; the loader kept the optimiser waiting %.2f s\n",
+                 s.save.c_str(), s.checkpoint.empty() ? "" : ", checkpoint ", s.checkpoint.c_str(), log_path.c_str(),
+                 plotted ? ", loss plot " : " (no loss plot: gnuplot is missing; Debian: gnuplot-nox)",
+                 plotted ? plot_path.c_str() : "", loader.waited_seconds());
+    return 0;
+  }
+
+  // The logits of every head, (N, classes of all heads, T), of the last forward.
+  template <class Model>
+  static xt::xtensor<float, 3> head_logits(const Model& net) {
+    if constexpr (Model::scenes == 0) return net.object_logits();
+    else return xt::concatenate(xt::xtuple(net.object_logits(), net.scene_logits()), 1);
+  }
+
+  // Draws the log's losses with gnuplot (a Debian program) when it is there.
+  static bool plot_losses(const std::string& csv, const std::string& png, const std::string& loss) {
+    if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return false;
+    const std::string script =
+        "set terminal pngcairo size 900,520; set output '" + png + "'; set datafile separator ','; "
+        "set key autotitle columnhead; set xlabel 'step'; set ylabel 'loss'; set grid; "
+        "set title 'SoundNet training'; "
+        "plot '" + csv + "' using 1:2 with linespoints lc 1 title 'training " + loss + "', "
+        "'' using 1:3 with lines dashtype 2 lc 1 title 'training baseline KL (mean teacher distribution)', "
+        "'' using 1:4 with linespoints lc 2 title 'validation KL', "
+        "'' using 1:5 with lines dashtype 2 lc 2 title 'validation baseline KL'";
+    FILE* g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) return false;
+    std::fputs(script.c_str(), g);
+    std::fputs("\n", g);
+    return pclose(g) == 0;
+  }
+
   static std::vector<long> epoch_order(std::size_t n, std::uint64_t seed, long epoch, bool shuffle) {
     std::vector<long> order(n);
     std::iota(order.begin(), order.end(), 0L);
@@ -254,11 +520,38 @@ struct train {
 int main(int argc, char** argv) {
   settings s;
   CLI::App app{"Trains SoundNet to match teacher distributions (KL divergence, Adam).\n"
+               "Dataset: a store written by soundnet-prepare (one output head per teacher).\n"
                "Manifest: a CSV with header audio,objects,scenes; paths relative to the CSV: a waveform .npy\n"
                "(samples,) and teacher distributions .npy (T, classes), one row per output step.",
                "soundnet-train"};
   soundnet::app::add_architecture_options(app, s.arch, s.scenes);
-  app.add_option("--manifest", s.manifest, "the training manifest (CSV)")->required();
+  auto* dataset = app.add_option("--dataset", s.dataset, "the dataset store (soundnet-prepare's output)");
+  auto* manifest = app.add_option("--manifest", s.manifest, "the training manifest (CSV)")->excludes(dataset);
+  app.add_option("--crop-seconds", s.crop_seconds, "--dataset: seconds of audio per training crop")
+      ->capture_default_str()
+      ->check(soundnet::app::number_in(0.01, 3600))
+      ->needs(dataset);
+  auto* validation = app.add_option("--validation-videos", s.validation_videos,
+                                    "--dataset: videos held out for validation (default: 5%, at least 1 of 2 or more)")
+                         ->check(soundnet::app::integer_at_least(0))
+                         ->needs(dataset);
+  (void)validation;
+  app.add_option("--validate-every", s.validate_every, "--dataset: validation every N steps (and at the end)")
+      ->capture_default_str()
+      ->check(soundnet::app::integer_at_least(0))
+      ->needs(dataset);
+  app.add_option("--loss", s.loss, "--dataset: kl (the paper's) or l2 (softmax against target, squared)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"kl", "l2"}))
+      ->needs(dataset);
+  app.add_option("--log", s.log, "--dataset: the CSV log of losses (default: SAVE.log.csv)")->needs(dataset);
+  app.add_option("--plot", s.plot, "--dataset: the PNG plot of the losses (default: SAVE.loss.png; needs gnuplot)")->needs(dataset);
+  app.add_option("--loader-threads", s.loader_threads, "--dataset: threads making batches ahead of the optimiser")
+      ->capture_default_str()
+      ->check(soundnet::app::integer_at_least(0));
+  app.add_option("--prefetch", s.prefetch, "--dataset: batches kept ready")
+      ->capture_default_str()
+      ->check(soundnet::app::integer_at_least(1));
   app.add_option("--save", s.save, "where the trained weights go (safetensors)")->required();
   auto* init = app.add_option("--init", s.init, "start from these weights instead of the paper's initialisation");
   app.add_option("--seed", s.seed, "initialisation (without --init), data order and crops")->capture_default_str();
@@ -289,6 +582,20 @@ int main(int argc, char** argv) {
   return soundnet::app::run(app, argc, argv, [&] {
     if (s.precision == "float64" && (!s.checkpoint.empty() || !s.resume.empty()))
       throw usage_error("checkpoints hold float32 models: --checkpoint/--resume need --precision float32");
+    if (s.dataset.empty() && s.manifest.empty()) throw usage_error("give --dataset DIR or --manifest CSV");
+    if (!s.dataset.empty()) {  // the heads follow the store's teachers
+      const soundnet::data::store_reader store(s.dataset);
+      const auto& t = store.layout().teachers;
+      if (t[0].classes != 1000 || t.size() > 2 || (t.size() == 2 && t[1].classes != 401 && t[1].classes != 365))
+        throw soundnet::io_error(s.dataset, "its teachers have " + std::to_string(t[0].classes) +
+                                                (t.size() > 1 ? " and " + std::to_string(t[1].classes) : std::string()) +
+                                                " classes; the networks built in are one head of 1000 classes, or two "
+                                                "of 1000 and 401 or 365");
+      if (soundnet::app::given(app, "--scenes")) throw usage_error("--scenes: with --dataset the heads follow the store's teachers");
+      s.scenes = t.size() == 2 ? t[1].classes : 0;
+      if (s.validation_videos < 0)
+        s.validation_videos = store.size() >= 2 ? std::max<long>(1, std::lround(0.05 * double(store.size()))) : 0;
+    }
     if (!s.resume.empty()) resolve_resume(app, s);
     soundnet::app::apply_threads(s.threads);
     return soundnet::app::with_architecture(s.arch, s.scenes, train{s});

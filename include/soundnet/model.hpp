@@ -59,6 +59,7 @@ class model {
   static constexpr std::size_t num_layers = Net::size;
   static constexpr int objects = Net::objects;
   static constexpr int scenes = Net::scenes;
+  static constexpr int heads = scenes > 0 ? 2 : 1;  // one per teacher
 
   /// A model with the paper's initialisation drawn from `seed`.
   explicit model(std::uint64_t seed = 1) {
@@ -224,8 +225,12 @@ class model {
     return taps_[tap].c_count;
   }
 
-  tensor object_logits() const { return output(tap_names_[tap_names_.size() - 2]); }
-  tensor scene_logits() const { return output(tap_names_.back()); }
+  /// The (first) head's logits; scene_logits(): the second head's (two-head networks only).
+  tensor object_logits() const { return output(tap_names_[tap_names_.size() - heads]); }
+  tensor scene_logits() const {
+    if constexpr (heads == 1) throw error(std::string(Net::name) + " with one head has no scene logits");
+    else return output(tap_names_.back());
+  }
 
   // ---- loss and backward --------------------------------------------------------------
 
@@ -233,6 +238,7 @@ class model {
   /// KL(target || softmax(logits)); the targets are (N, classes, output steps) distributions.
   /// Also stores d loss / d logits for backward().
   double kl_loss(const tensor& target_objects, const tensor& target_scenes) {
+    if constexpr (heads == 1) throw error(std::string(Net::name) + " has one head: kl_loss takes one target");
     require_full_forward("kl_loss");
     const long t = lengths_[num_layers];
     check_target(target_objects, objects, t, "object");
@@ -248,6 +254,21 @@ class model {
                       divisor, logit_grad_.data()) +
         O::softmax_kl(ctx_, acts_[num_layers].data(), batch_, objects + scenes, objects, scenes, t,
                       target_scenes_.data(), divisor, logit_grad_.data());
+    has_logit_grad_ = true;
+    return loss;
+  }
+
+  /// The one-head form (Scenes = 0): KL(target || softmax(logits)), mean over batch and time.
+  double kl_loss(const tensor& targets) {
+    if constexpr (heads == 2) throw error(std::string(Net::name) + " has two heads: kl_loss takes two targets");
+    require_full_forward("kl_loss");
+    const long t = lengths_[num_layers];
+    check_target(targets, objects, t, "object");
+    logit_grad_.resize(acts_[num_layers].size());
+    target_objects_.resize(targets.size());
+    O::copy_from_host(ctx_, targets.data(), static_cast<long>(targets.size()), target_objects_.data());
+    const double loss = O::softmax_kl(ctx_, acts_[num_layers].data(), batch_, objects, 0, objects, t,
+                                      target_objects_.data(), static_cast<double>(batch_) * t, logit_grad_.data());
     has_logit_grad_ = true;
     return loss;
   }

@@ -64,19 +64,21 @@ struct max_pool1d {
   static constexpr long out_length(long in) { return in < Kernel ? 0 : (in - Kernel) / Stride + 1; }
 };
 
-/// The two-headed output layer: two convolutions with the same geometry on the same input,
-/// one producing Objects logits, the other Scenes logits. Its output holds the objects
-/// channels first, then the scenes channels.
+/// The output layer, one head per teacher: two convolutions with the same geometry on the same
+/// input, one producing Objects logits, the other Scenes logits (the objects channels first,
+/// then the scenes channels; weights <name>_objects and <name>_scenes, as the authors' network).
+/// Scenes = 0 gives one head of Objects classes (one teacher; weights <name>.weight and .bias).
 template <int Objects, int Scenes, int Kernel, int Stride, int Padding>
 struct two_head_conv1d {
   static_assert(Objects > 0, "SOUNDNET_OBJECT_HEAD_NEEDS_AT_LEAST_ONE_CLASS");
-  static_assert(Scenes > 0, "SOUNDNET_SCENE_HEAD_NEEDS_AT_LEAST_ONE_CLASS");
+  static_assert(Scenes >= 0, "SOUNDNET_SCENE_HEAD_CLASSES_MUST_NOT_BE_NEGATIVE");
   static_assert(Kernel > 0, "SOUNDNET_CONV1D_KERNEL_MUST_BE_POSITIVE");
   static_assert(Stride > 0, "SOUNDNET_CONV1D_STRIDE_MUST_BE_POSITIVE");
   static_assert(Padding >= 0, "SOUNDNET_CONV1D_PADDING_MUST_NOT_BE_NEGATIVE");
 
   static constexpr layer_kind kind = layer_kind::two_head_conv1d;
   static constexpr int objects = Objects, scenes = Scenes;
+  static constexpr int heads = Scenes > 0 ? 2 : 1;
   static constexpr int out = Objects + Scenes, kernel = Kernel, stride = Stride, padding = Padding;
 
   static constexpr int out_channels(int) { return Objects + Scenes; }

@@ -169,14 +169,23 @@ struct runtime_layer<Spec, T, Device, layer_kind::two_head_conv1d> : conv_layer<
   void declare(int channels_in, int block_index, arena_layout& layout) {  // one convolution, two named halves
     this->reserve(channels_in, block_index, layout);
     const std::size_t ob = Spec::objects, sc = Spec::scenes, ci = this->c_in, k = Spec::kernel;
-    layout.name(this->prefix() + "_objects.weight", {ob, ci, k}, this->w, true);
-    layout.name(this->prefix() + "_objects.bias", {ob}, this->b, true);
-    layout.name(this->prefix() + "_scenes.weight", {sc, ci, k}, this->w + ob * ci * k, true);
-    layout.name(this->prefix() + "_scenes.bias", {sc}, this->b + ob, true);
+    if constexpr (Spec::heads == 1) {
+      layout.name(this->prefix() + ".weight", {ob, ci, k}, this->w, true);
+      layout.name(this->prefix() + ".bias", {ob}, this->b, true);
+    } else {
+      layout.name(this->prefix() + "_objects.weight", {ob, ci, k}, this->w, true);
+      layout.name(this->prefix() + "_objects.bias", {ob}, this->b, true);
+      layout.name(this->prefix() + "_scenes.weight", {sc, ci, k}, this->w + ob * ci * k, true);
+      layout.name(this->prefix() + "_scenes.bias", {sc}, this->b + ob, true);
+    }
   }
   void taps(std::vector<std::string>& names) const {
-    names.push_back(this->prefix() + "_objects");
-    names.push_back(this->prefix() + "_scenes");
+    if constexpr (Spec::heads == 1) {
+      names.push_back(this->prefix());
+    } else {
+      names.push_back(this->prefix() + "_objects");
+      names.push_back(this->prefix() + "_scenes");
+    }
   }
 };
 

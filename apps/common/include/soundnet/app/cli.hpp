@@ -33,14 +33,19 @@ void add_architecture_options(CLI::App& app, std::string& arch, int& scenes);
 
 /// Calls f.template operator()<Net>() for the network named by --arch and --scenes:
 /// soundnet8 and soundnet5, each with 1000 object classes and 401 (Places2, as in the paper)
-/// or 365 (Places365) scene classes.
+/// or 365 (Places365) scene classes, or 0: one head (one teacher).
 template <class F>
 int with_architecture(const std::string& arch, int scenes, F&& f) {
-  if (scenes != 401 && scenes != 365) throw usage_error("--scenes must be 401 or 365, got " + std::to_string(scenes));
+  if (scenes != 401 && scenes != 365 && scenes != 0)
+    throw usage_error("--scenes must be 401 or 365, got " + std::to_string(scenes));
   if (arch == "soundnet8")
-    return scenes == 401 ? f.template operator()<soundnet8<1000, 401>>() : f.template operator()<soundnet8<1000, 365>>();
+    return scenes == 401   ? f.template operator()<soundnet8<1000, 401>>()
+           : scenes == 365 ? f.template operator()<soundnet8<1000, 365>>()
+                           : f.template operator()<soundnet8<1000, 0>>();
   if (arch == "soundnet5")
-    return scenes == 401 ? f.template operator()<soundnet5<1000, 401>>() : f.template operator()<soundnet5<1000, 365>>();
+    return scenes == 401   ? f.template operator()<soundnet5<1000, 401>>()
+           : scenes == 365 ? f.template operator()<soundnet5<1000, 365>>()
+                           : f.template operator()<soundnet5<1000, 0>>();
   throw usage_error("--arch must be soundnet8 or soundnet5, got '" + arch + "'");
 }
 

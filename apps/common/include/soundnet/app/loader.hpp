@@ -1,0 +1,74 @@
+// Training batches from a dataset store (soundnet::data): random crops with targets aligned to
+// the network's output steps, made by background threads ahead of the optimiser.
+//
+// Batch k is a pure function of (seed, k): clip j of batch k is position p = k * batch + j of
+// an endless sequence that visits the training videos in a seeded shuffle per epoch; its crop
+// starts at a seeded random sample (anywhere in a video shorter than the crop, which is then
+// repeated circularly). So the batches do not depend on the thread count or on timing, and a
+// run resumed at step k continues with batch k.
+#pragma once
+
+#include <soundnet/data/store.hpp>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace soundnet::app {
+
+/// One batch: waveforms (batch, crop) and, per teacher, targets (batch, classes, steps).
+struct training_batch {
+  long index = -1;
+  std::vector<float> audio;
+  std::vector<std::vector<float>> targets;
+};
+
+/// Each output step's target for a crop of video i starting at sample `start`: for each
+/// teacher, the mean of its posteriors over the frames shown during that step's span of the
+/// crop (frames repeated with the video where the crop wraps around it; the frame nearest the
+/// span's middle when none falls inside). out: per teacher, classes x steps (row-major).
+void crop_targets(const data::store_reader& store, std::size_t video, long start, long crop, long steps,
+                  std::vector<std::vector<float>>& out);
+
+/// The mean of every training frame's posteriors, per teacher: the baseline prediction.
+std::vector<std::vector<double>> mean_distribution(const data::store_reader& store, const std::vector<std::size_t>& videos);
+
+class batch_loader {
+ public:
+  /// Batches of `batch` crops of `crop` samples from `videos` of `store`, `steps` output steps
+  /// each; `threads` background threads keep up to `prefetch` batches ready.
+  batch_loader(const data::store_reader& store, std::vector<std::size_t> videos, long batch, long crop, long steps,
+               std::uint64_t seed, bool shuffle, int threads, int prefetch);
+  ~batch_loader();
+
+  /// Batch k (batches are asked for in increasing order, starting anywhere).
+  training_batch get(long k);
+  /// Makes batch k (what the threads run; also usable directly).
+  training_batch make(long k) const;
+  /// Seconds get() waited for a batch that was not ready yet, in total.
+  double waited_seconds() const { return waited_; }
+
+ private:
+  void work();
+  std::vector<long> epoch_order(long epoch) const;
+
+  const data::store_reader& store_;
+  std::vector<std::size_t> videos_;
+  long batch_, crop_, steps_;
+  std::uint64_t seed_;
+  bool shuffle_;
+  int prefetch_;
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable ready_, space_;
+  std::map<long, training_batch> done_;
+  long next_to_make_ = 0, next_to_take_ = 0;
+  bool stop_ = false;
+  double waited_ = 0;
+};
+
+}  // namespace soundnet::app
