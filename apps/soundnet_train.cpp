@@ -381,9 +381,10 @@ struct train {
       const auto folder = std::filesystem::path(file).parent_path();
       if (!file.empty() && !folder.empty()) soundnet::app::make_directory(folder.string());
     }
-    std::ofstream log(log_path, opt.steps() > 0 ? std::ios::app : std::ios::trunc);
+    const bool continue_log = opt.steps() > 0 && std::filesystem::exists(log_path) && std::filesystem::file_size(log_path) > 0;
+    std::ofstream log(log_path, continue_log ? std::ios::app : std::ios::trunc);  // a resumed run continues its log
     if (!log) throw soundnet::io_error(log_path, "cannot write the training log");
-    if (opt.steps() == 0) log << "step,train_loss,train_baseline_kl,validation_kl,validation_baseline_kl,seconds\n";
+    if (!continue_log) log << "step,train_loss,train_baseline_kl,validation_kl,validation_baseline_kl,seconds\n";
 
     soundnet::app::batch_loader loader(store, train_set, batch, crop, steps_out, static_cast<std::uint64_t>(s.seed),
                                        !s.no_shuffle, s.loader_threads, s.prefetch);
@@ -451,11 +452,10 @@ struct train {
     if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps(), 0L));
     soundnet::io::save_weights(net, s.save);
     log.close();
-    const bool plotted = plot_losses(log_path, plot_path, s.loss);
-    std::fprintf(stderr, "soundnet-train: weights %s%s%s, log %s%s%s; the loader kept the optimiser waiting %.2f s\n",
+    const std::string plotted = plot_losses(log_path, plot_path, s.loss);
+    std::fprintf(stderr, "soundnet-train: weights %s%s%s, log %s, %s; the loader kept the optimiser waiting %.2f s\n",
                  s.save.c_str(), s.checkpoint.empty() ? "" : ", checkpoint ", s.checkpoint.c_str(), log_path.c_str(),
-                 plotted ? ", loss plot " : " (no loss plot: gnuplot is missing; Debian: gnuplot-nox)",
-                 plotted ? plot_path.c_str() : "", loader.waited_seconds());
+                 plotted.c_str(), loader.waited_seconds());
     return 0;
   }
 
@@ -467,8 +467,9 @@ struct train {
   }
 
   // Draws the log's losses with gnuplot (a Debian program) when it is there.
-  static bool plot_losses(const std::string& csv, const std::string& png, const std::string& loss) {
-    if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return false;
+  // Returns what happened, for the summary line.
+  static std::string plot_losses(const std::string& csv, const std::string& png, const std::string& loss) {
+    if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) return "no loss plot (gnuplot is missing; Debian: gnuplot-nox)";
     const std::string script =
         "set terminal pngcairo size 900,520; set output '" + png + "'; set datafile separator ','; "
         "set key autotitle columnhead; set xlabel 'step'; set ylabel 'loss'; set grid; "
@@ -478,10 +479,10 @@ struct train {
         "'' using 1:4 with linespoints lc 2 title 'validation KL', "
         "'' using 1:5 with lines dashtype 2 lc 2 title 'validation baseline KL'";
     FILE* g = popen("gnuplot 2>/dev/null", "w");
-    if (!g) return false;
+    if (!g) return "no loss plot (gnuplot could not be started)";
     std::fputs(script.c_str(), g);
     std::fputs("\n", g);
-    return pclose(g) == 0;
+    return pclose(g) == 0 ? "loss plot " + png : "no loss plot (gnuplot failed on " + csv + ")";
   }
 
   static std::vector<long> epoch_order(std::size_t n, std::uint64_t seed, long epoch, bool shuffle) {

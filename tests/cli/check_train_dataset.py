@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""soundnet-train --dataset on a store written here by numpy alone (the layout of
+docs/dataset.md, so the format is tested from the other side too):
+  - a run interrupted by a checkpoint and resumed (with another --threads) equals the
+    uninterrupted run bit for bit, weights and Adam state;
+  - the targets follow the frames: a video whose frames all say class k trains the head towards k;
+  - --loss l2 trains; one teacher gives a one-head network; bad flags and a changed store are refused."""
+import argparse
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+
+p = argparse.ArgumentParser()
+p.add_argument("--train", required=True)
+p.add_argument("--workdir", required=True)
+a = p.parse_args()
+shutil.rmtree(a.workdir, ignore_errors=True)
+os.makedirs(a.workdir)
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def write_store(d, teachers, videos, audio_scale=1 / 64):
+    """videos: list of (key, waveform float array, frame rows (frames, 1 + classes))."""
+    os.makedirs(d)
+    cols = 1 + sum(c for _, c in teachers)
+    dtype = [("shard", "<u4"), ("frames", "<u4"), ("audio_offset", "<u8"), ("samples", "<u8"),
+             ("frames_offset", "<u8"), ("audio_crc32", "<u4"), ("frames_crc32", "<u4"), ("key_hash", "<u8"),
+             ("reserved", "<u8", 2)]
+    meta = {"format": "soundnet-dataset-1", "sample_rate": 22050, "audio_scale": audio_scale, "frame_rate": 1.0,
+            "teachers": [{"name": n, "classes": c, "labels": []} for n, c in teachers], "shard_bytes": 1 << 30,
+            "frame_columns": cols, "index_dtype": [list(f) if len(f) == 2 else [f[0], f[1], f[2]] for f in dtype]}
+    json.dump(meta, open(f"{d}/dataset.json", "w"))
+    idx = np.zeros(len(videos), dtype=dtype)
+    audio, frames = b"", b""
+    for i, (key, wave, rows) in enumerate(videos):
+        pcm = np.clip(np.round(wave / audio_scale), -32768, 32767).astype("<i2").tobytes()
+        fr = rows.astype("<f4").tobytes()
+        h = 0xCBF29CE484222325
+        for ch in key.encode():
+            h = ((h ^ ch) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        idx[i] = (0, len(rows), len(audio), len(pcm) // 2, len(frames), zlib.crc32(pcm), zlib.crc32(fr), h, (0, 0))
+        audio += pcm
+        frames += fr
+    idx.tofile(f"{d}/index.bin")
+    open(f"{d}/shard-00000.audio", "wb").write(audio)
+    open(f"{d}/shard-00000.frames", "wb").write(frames)
+    open(f"{d}/videos.tsv", "w").write("".join(k + "\n" for k, _, _ in videos))
+
+
+rng = np.random.default_rng(5)
+
+
+def video(key, seconds, posteriors, freq=None):  # posteriors: per teacher, (classes, the class the frames show)
+    n = int(seconds * 22050)
+    freq = rng.uniform(0.01, 0.2) if freq is None else freq
+    wave = (60 * np.sin(np.arange(n) * freq) + rng.normal(0, 20, n)).astype(np.float32)
+    frames = int(np.ceil(seconds))
+    rows = [np.arange(frames, dtype=np.float32)[:, None]]
+    for classes, k in posteriors:
+        q = np.full((frames, classes), 0.02 / (classes - 1), np.float32)
+        q[:, k] = 0.98
+        rows.append(q)
+    return key, wave, np.hstack(rows)
+
+
+two = [("objects", 1000), ("scenes", 365)]
+store = os.path.join(a.workdir, "store")
+write_store(store, two, [video(f"v{i}.mp4", 6 + 3 * i, [(1000, 10 * i), (365, 7 * i)]) for i in range(5)])
+
+
+def train(*args, **kw):
+    r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", store, "--crop-seconds", "10", "--batch-size", "2",
+                        "--validation-videos", "1", "--validate-every", "2"] + list(args), capture_output=True, text=True, **kw)
+    return r
+
+
+def tensors(path):
+    raw = open(path, "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    head = json.loads(raw[8:8 + n])
+    out = {}
+    for k, v in head.items():
+        if k == "__metadata__":
+            continue
+        b, e = v["data_offsets"]
+        out[k] = np.frombuffer(raw[8 + n + b:8 + n + e], "<f4")
+    return out, head.get("__metadata__", {})
+
+
+w = a.workdir
+r1 = train("--steps", "4", "--save", f"{w}/full.safetensors", "--checkpoint", f"{w}/full.ckpt", "--threads", "2")
+check(r1.returncode == 0, "4 steps from the store " + r1.stderr[-300:])
+check(r1.stdout.count("validation KL") == 2 and os.path.exists(f"{w}/full.safetensors.log.csv"),
+      "validation every 2 steps, logged")
+log = open(f"{w}/full.safetensors.log.csv").read().splitlines()
+check(log[0] == "step,train_loss,train_baseline_kl,validation_kl,validation_baseline_kl,seconds" and len(log) == 3,
+      "the CSV log: a header and one row per validation")
+r2 = train("--steps", "2", "--save", f"{w}/half.safetensors", "--checkpoint", f"{w}/half.ckpt", "--threads", "2")
+r3 = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", store, "--resume", f"{w}/half.ckpt", "--steps", "4",
+                     "--save", f"{w}/resumed.safetensors", "--checkpoint", f"{w}/resumed.ckpt", "--threads", "1"],
+                    capture_output=True, text=True)
+check(r2.returncode == 0 and r3.returncode == 0, "2 steps, then resumed to 4 with another thread count " + r3.stderr[-300:])
+full, _ = tensors(f"{w}/full.ckpt")
+resumed, meta = tensors(f"{w}/resumed.ckpt")
+same = full.keys() == resumed.keys() and all(np.array_equal(full[k], resumed[k]) for k in full)
+check(same, "the resumed run's checkpoint (weights, Adam moments) equals the uninterrupted run's, bit for bit")
+check(meta.get("crop_seconds") == "10" and meta.get("validation_videos") == "1" and meta.get("loss") == "kl",
+      "the checkpoint records crop, split and loss")
+check(r1.stdout.splitlines()[-1].split("loss")[0] and
+      [l.split(" (")[0] for l in r1.stdout.splitlines() if l.startswith("step 3/") or l.startswith("step 4/")] ==
+      [l.split(" (")[0] for l in r3.stdout.splitlines() if l.startswith("step 3/") or l.startswith("step 4/")],
+      "the resumed steps print the same losses")
+r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", store, "--resume", f"{w}/half.ckpt", "--steps", "4",
+                    "--save", f"{w}/x.safetensors", "--crop-seconds", "12"], capture_output=True, text=True)
+check(r.returncode == 2 and "contradicts the checkpoint" in r.stderr, "a contradicting --crop-seconds on resume: usage error")
+
+# a changed store is refused on resume
+shutil.copytree(store, f"{w}/store2")
+with open(f"{w}/store2/index.bin", "r+b") as f:
+    f.seek(60)
+    f.write(b"\x01")
+r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", f"{w}/store2", "--resume", f"{w}/half.ckpt", "--steps", "4",
+                    "--save", f"{w}/y.safetensors"], capture_output=True, text=True)
+check(r.returncode == 1 and "has changed since the checkpoint" in r.stderr, "a changed store: refused on resume")
+
+# the targets follow the frames: one teacher; the frames of low-pitched videos say class 3, of
+# high-pitched ones class 7: the network must hear which (the mean distribution cannot)
+one = os.path.join(w, "one")
+write_store(one, [("objects", 1000)], [video(f"c{i}.mp4", 11, [(1000, 3 if i % 2 else 7)], 0.02 if i % 2 else 0.3)
+                                       for i in range(5)])
+r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", one, "--crop-seconds", "10", "--batch-size", "4",
+                    "--validation-videos", "1", "--steps", "40", "--validate-every", "10",
+                    "--save", f"{w}/one.safetensors"], capture_output=True, text=True)
+check(r.returncode == 0, "one teacher: a one-head network trains " + r.stderr[-300:])
+t, _ = tensors(f"{w}/one.safetensors")
+check("conv8.weight" in t and "conv8_scenes.weight" not in t, "one head: weights conv8.weight, conv8.bias")
+last = [l for l in r.stdout.splitlines() if l.startswith("at step")]
+if last:
+    nums = [float(x) for x in __import__("re").findall(r"[-+]?\d+\.\d+", last[-1])]
+    check(nums[0] < nums[1] / 4 and nums[2] < nums[3] / 2, f"the loss falls well below the baseline: {last[-1]}")
+else:
+    check(False, "a validation line")
+
+r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", one, "--crop-seconds", "10", "--batch-size", "2",
+                    "--validation-videos", "1", "--steps", "2", "--loss", "l2", "--save", f"{w}/l2.safetensors"],
+                   capture_output=True, text=True)
+losses = [float(l.split("loss")[1].split("(")[0]) for l in r.stdout.splitlines() if l.startswith("step ")]
+check(r.returncode == 0 and len(losses) == 2 and all(0 <= x <= 2 for x in losses), f"--loss l2: {losses}")
+
+for args, what in [(["--crop-seconds", "5"], "too short"), (["--validation-videos", "5"], "leaves no training video"),
+                   (["--scenes", "365"], "the heads follow the store"), (["--loss", "l1"], "l1")]:
+    r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", store, "--steps", "1", "--save", f"{w}/z.safetensors"]
+                       + args, capture_output=True, text=True)
+    check(r.returncode == 2 and what in r.stderr, f"{' '.join(args)}: usage error naming the problem")
+r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", f"{w}/missing", "--steps", "1", "--save", f"{w}/z.safetensors"],
+                   capture_output=True, text=True)
+check(r.returncode == 1 and "missing" in r.stderr and "not a soundnet dataset" in r.stderr, "a missing store: named")
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
