@@ -165,7 +165,7 @@ int prepare(const settings& s) {
                  static_cast<unsigned long long>(store.clipped()));
   if (added > 0)
     std::fprintf(stderr,
-                 "soundnet-prepare: %.1f s of video in %.1f s with %d jobs: %.1f s of video per second; per job, "
+                 "soundnet-prepare: %.1f s of video in %.1f s with %d jobs: %.1f s of video per second; summed over the jobs, "
                  "decoding %.1f s, teachers %.1f s\n",
                  media_seconds, wall, jobs, media_seconds / std::max(wall, 1e-9), decode_seconds, teacher_seconds);
   return failed > 0 ? 1 : 0;

@@ -405,6 +405,7 @@ struct train {
       auto b = loader.get(step);
       std::copy(b.audio.begin(), b.audio.end(), x.data());
       for (std::size_t t = 0; t < targets.size(); ++t) std::copy(b.targets[t].begin(), b.targets[t].end(), targets[t].data());
+      loader.recycle(std::move(b));
       net.forward(x, soundnet::mode::training);
       double loss = 0;
       net.zero_grad();

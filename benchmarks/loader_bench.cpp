@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       soundnet::app::batch_loader loader(store, videos, batch, crop, steps, 7 + round, true, threads, 8);
       const auto t0 = clock::now();
       long k = 0;
-      while (std::chrono::duration<double>(clock::now() - t0).count() < seconds / 3) loader.get(k++);
+      while (std::chrono::duration<double>(clock::now() - t0).count() < seconds / 3) loader.recycle(loader.get(k++));
       rates.push_back(double(k * batch) / std::chrono::duration<double>(clock::now() - t0).count());
     }
     std::sort(rates.begin(), rates.end());

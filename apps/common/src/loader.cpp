@@ -17,7 +17,7 @@ void crop_targets(const data::store_reader& store, std::size_t video, long start
   const float* rows = store.frames(video);
   const double sr = layout.sample_rate, duration = double(r.samples) / sr;
   out.resize(layout.teachers.size());
-  std::vector<double> weight(r.frames);
+  std::vector<double> weight(r.frames), sum;
   for (long s = 0; s < steps; ++s) {
     const double a = (double(start) + double(s) * double(crop) / double(steps)) / sr;
     const double b = (double(start) + double(s + 1) * double(crop) / double(steps)) / sr;
@@ -39,16 +39,19 @@ void crop_targets(const data::store_reader& store, std::size_t video, long start
       std::fill(weight.begin(), weight.end(), 0.0);
       weight[best] = total = 1;
     }
+    // the weighted mean of the rows of the frames in the span (few: about 5 at 1 frame/s)
+    sum.assign(std::size_t(columns), 0.0);
+    for (std::uint32_t f = 0; f < r.frames; ++f)
+      if (weight[f] != 0) {
+        const float* row = rows + std::size_t(f) * columns;
+        for (int c = 1; c < columns; ++c) sum[std::size_t(c)] += weight[f] * row[c];
+      }
     int column = 1;
     for (std::size_t t = 0; t < layout.teachers.size(); ++t) {
       const int classes = layout.teachers[t].classes;
       out[t].resize(std::size_t(classes) * std::size_t(steps));
-      for (int c = 0; c < classes; ++c) {
-        double sum = 0;
-        for (std::uint32_t f = 0; f < r.frames; ++f)
-          if (weight[f] != 0) sum += weight[f] * rows[std::size_t(f) * columns + std::size_t(column + c)];
-        out[t][std::size_t(c) * std::size_t(steps) + std::size_t(s)] = static_cast<float>(sum / total);
-      }
+      for (int c = 0; c < classes; ++c)
+        out[t][std::size_t(c) * std::size_t(steps) + std::size_t(s)] = static_cast<float>(sum[std::size_t(column + c)] / total);
       column += classes;
     }
   }
@@ -101,12 +104,23 @@ std::vector<long> batch_loader::epoch_order(long epoch) const {
   return order;
 }
 
-training_batch batch_loader::make(long k) const {
+void batch_loader::recycle(training_batch&& b) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (pool_.size() < static_cast<std::size_t>(prefetch_ + 2)) pool_.push_back(std::move(b));
+}
+
+training_batch batch_loader::make(long k) {
   training_batch b;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!pool_.empty()) b = std::move(pool_.back()), pool_.pop_back();
+  }
   b.index = k;
-  b.audio.resize(std::size_t(batch_ * crop_));
+  b.audio.resize(std::size_t(batch_ * crop_));  // every value is written below
   const auto& layout = store_.layout();
-  for (const auto& t : layout.teachers) b.targets.emplace_back(std::size_t(batch_) * std::size_t(t.classes) * std::size_t(steps_));
+  b.targets.resize(layout.teachers.size());
+  for (std::size_t t = 0; t < layout.teachers.size(); ++t)
+    b.targets[t].resize(std::size_t(batch_) * std::size_t(layout.teachers[t].classes) * std::size_t(steps_));
   const long n = static_cast<long>(videos_.size());
   long epoch = -1;
   std::vector<long> order;
