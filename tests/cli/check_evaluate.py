@@ -114,5 +114,37 @@ check(r.returncode == 1 and "missing.npy" in r.stderr, "a missing features file"
 r = run("--features", small, "--meta", smeta, "--c", "-1")
 check(r.returncode == 2, "a bad --c: usage error")
 
+# ---- the authors' protocol on audio: 20 ESC-10 clips, random weights, windows, the cache -------
+esc = os.path.join(a.shared, "data", "esc10")
+rows = [l.rstrip("\n").split(",") for l in open(os.path.join(esc, "meta", "esc10.csv"))][1:]
+pick = []
+for fold in range(1, 6):
+    for target in ("0", "1"):  # dog, rooster: two clips each per fold
+        pick += [r for r in rows if r[1] == str(fold) and r[2] == target][:2]
+ameta = os.path.join(a.workdir, "audio.csv")
+with open(ameta, "w") as f:
+    f.write("filename,fold,target\n" + "".join(f"{r[0]},{r[1]},{r[2]}\n" for r in pick))
+cache = os.path.join(a.workdir, "cache")
+args = ["--arch", "soundnet8", "--weights", "random", "--audio", os.path.join(esc, "audio-22k-mp3"), "--meta", ameta,
+        "--layers", "pool5,conv6", "--c", "0.01", "--cache", cache, "--out", os.path.join(a.workdir, "audio")]
+r1 = run(*args)
+r2 = run(*args)
+check(r1.returncode == 0 and "20 extracted, 0 cached" in r1.stderr, "20 clips from their audio " + r1.stderr[-200:])
+check(r2.returncode == 0 and "0 extracted, 20 cached" in r2.stderr, "a second run reads the cached features")
+lines1 = [l for l in r1.stdout.splitlines() if "mean accuracy" in l]
+check(lines1 == [l for l in r2.stdout.splitlines() if "mean accuracy" in l] and len(lines1) == 3,
+      "cached features give the same accuracies")
+check("windows of 3 steps (500 rows)" in r1.stdout, "pool5: 27 steps per 10 s, 1 s windows of 3 steps at every position")
+check(r1.stdout.strip().splitlines()[-1].startswith("mean accuracy: "), "the last line is the mean accuracy")
+feat = np.load(os.path.join(cache, os.listdir(cache)[0], "pool5", pick[0][0].replace(".wav", ".npy")))
+check(feat.shape == (256, 27), f"cached pool5 of a 10 s clip: (256, 27), got {feat.shape}")
+bmeta = os.path.join(a.workdir, "audio-missing.csv")
+with open(bmeta, "w") as f:
+    f.write("filename,fold,target\n" + "".join(f"{r[0]},{r[1]},{r[2]}\n" for r in pick) + "9-999-A-0.wav,5,0\n")
+r = run(*(args[:7] + [bmeta, "--layers", "pool5"]))
+check(r.returncode == 1 and "row 22 (9-999-A-0.wav)" in r.stderr, "a row whose audio is missing: the row named")
+r = run(*(args[:7] + [ameta, "--layers", "pool9"]))
+check(r.returncode == 2 and "unknown layer 'pool9'" in r.stderr, "an unknown layer: usage error with the known ones")
+
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
