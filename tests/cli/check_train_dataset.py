@@ -19,6 +19,7 @@ import numpy as np
 p = argparse.ArgumentParser()
 p.add_argument("--train", required=True)
 p.add_argument("--workdir", required=True)
+p.add_argument("--plot-filters", help="apps/plot_filters.py, run on a trained model when matplotlib is there")
 a = p.parse_args()
 shutil.rmtree(a.workdir, ignore_errors=True)
 os.makedirs(a.workdir)
@@ -152,6 +153,18 @@ if last:
     check(nums[0] < nums[1] / 4 and nums[2] < nums[3] / 2, f"the loss falls well below the baseline: {last[-1]}")
 else:
     check(False, "a validation line")
+
+if a.plot_filters:
+    try:
+        import matplotlib  # noqa: F401
+        r = subprocess.run([sys.executable, a.plot_filters, f"{w}/one.safetensors", f"{w}/filters.png"],
+                           capture_output=True, text=True)
+        check(r.returncode == 0 and os.path.getsize(f"{w}/filters.png") > 10000, "conv1 filters plotted " + r.stderr)
+        r = subprocess.run([sys.executable, a.plot_filters, f"{w}/missing.safetensors", f"{w}/f2.png"],
+                           capture_output=True, text=True)
+        check(r.returncode == 1 and "missing.safetensors" in r.stderr, "plot-filters: a missing file named")
+    except ImportError:
+        print("SKIPPED (within this test): the filter plot needs python3-matplotlib")
 
 r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", one, "--crop-seconds", "10", "--batch-size", "2",
                     "--validation-videos", "1", "--steps", "2", "--loss", "l2", "--save", f"{w}/l2.safetensors"],
