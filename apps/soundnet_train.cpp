@@ -149,6 +149,20 @@ void resolve_resume(const CLI::App& app, settings& s) {
   }
 }
 
+// What every checkpoint of the run records: the options above and the data's fingerprint.
+std::map<std::string, std::string> recorded_state(const settings& s, const std::string& data_file) {
+  std::map<std::string, std::string> state;
+  for (const auto& r : recorded_options) state[r.key] = value_of(s, r.key);
+  state["manifest_fingerprint"] = soundnet::app::file_fingerprint(data_file);
+  return state;
+}
+
+soundnet::adam_options adam_options_of(const settings& s) {
+  soundnet::adam_options options;
+  options.lr = s.lr, options.beta1 = s.beta1, options.beta2 = s.beta2;
+  return options;
+}
+
 struct train {
   const settings& s;
 
@@ -192,12 +206,8 @@ struct train {
     // ---- model and optimiser ----
     model_t net(seed);
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
-    soundnet::adam_options options;
-    options.lr = s.lr, options.beta1 = s.beta1, options.beta2 = s.beta2;
-    soundnet::adam opt(net, options);
-    std::map<std::string, std::string> run_state;
-    for (const auto& r : recorded_options) run_state[r.key] = value_of(s, r.key);
-    run_state["manifest_fingerprint"] = soundnet::app::file_fingerprint(s.manifest);
+    soundnet::adam opt(net, adam_options_of(s));
+    const auto run_state = recorded_state(s, s.manifest);
     if constexpr (std::is_same_v<T, float>) {
       if (!s.resume.empty()) {
         soundnet::io::load_checkpoint(net, opt, s.resume);
@@ -224,7 +234,7 @@ struct train {
       for (long i = 0; i < batch; ++i) {
         const long position = step * batch + i;
         const long epoch = position / static_cast<long>(clips.size());
-        if (epoch != order_epoch) order = epoch_order(clips.size(), seed, epoch, shuffle), order_epoch = epoch;
+        if (epoch != order_epoch) order = soundnet::app::epoch_order(clips.size(), seed, epoch, shuffle), order_epoch = epoch;
         const auto& c = clips[order[position % clips.size()]];
         long offset = 0;
         if (crop) {  // a multiple of hop such that audio and targets cover the crop
@@ -279,24 +289,6 @@ struct train {
     return loss;
   }
 
-  // KL(target || softmax(logits)) of one head, mean over batch and time (validation: no gradient).
-  static double kl_head(const float* logits, long n, long c_total, long c_begin, long c, long t, const float* target) {
-    double loss = 0;
-    for (long i = 0; i < n; ++i)
-      for (long j = 0; j < t; ++j) {
-        auto at = [&](long k) { return (i * c_total + c_begin + k) * t + j; };
-        double m = -1e300, z = 0;
-        for (long k = 0; k < c; ++k) m = std::max(m, double(logits[at(k)]));
-        for (long k = 0; k < c; ++k) z += std::exp(double(logits[at(k)]) - m);
-        const double log_z = m + std::log(z);
-        for (long k = 0; k < c; ++k) {
-          const double y = target[(i * c + k) * t + j];
-          if (y > 0) loss += y * (std::log(y) - (double(logits[at(k)]) - log_z));
-        }
-      }
-    return loss / (double(n) * double(t));
-  }
-
   // KL(target || q) for a fixed prediction q (the baseline), same averaging.
   static double kl_constant(const std::vector<double>& q, long n, long c, long t, const float* target) {
     double loss = 0;
@@ -339,12 +331,8 @@ struct train {
 
     model_t net(static_cast<std::uint64_t>(s.seed));
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
-    soundnet::adam_options options;
-    options.lr = s.lr, options.beta1 = s.beta1, options.beta2 = s.beta2;
-    soundnet::adam opt(net, options);
-    std::map<std::string, std::string> run_state;
-    for (const auto& r : recorded_options) run_state[r.key] = value_of(s, r.key);
-    run_state["manifest_fingerprint"] = soundnet::app::file_fingerprint(s.dataset + "/index.bin");
+    soundnet::adam opt(net, adam_options_of(s));
+    const auto run_state = recorded_state(s, s.dataset + "/index.bin");
     if (!s.resume.empty()) {
       soundnet::io::load_checkpoint(net, opt, s.resume);
       std::cerr << "resumed from " << s.resume << " at step " << opt.steps() << "\n";
@@ -352,7 +340,11 @@ struct train {
     std::fprintf(stderr, "soundnet-train: %s, %zu teacher(s), %zu training and %zu validation videos, %ld-sample crops (%ld output steps)\n",
                  Net::name, layout.teachers.size(), train_set.size(), val.size(), crop, steps_out);
 
-    // validation: the first crop of each held-out video (repeated circularly), in eval mode
+    // validation: the first crop of each held-out video (repeated circularly), in eval mode, by
+    // the model's own KL (its gradient is not used)
+    std::vector<tensor> val_targets;
+    for (const auto& t : layout.teachers)
+      val_targets.push_back(xt::zeros<float>({std::size_t(1), std::size_t(t.classes), std::size_t(steps_out)}));
     auto validate = [&](double& baseline) {
       double loss = 0, base = 0;
       if (val.empty()) return baseline = NAN, double(NAN);
@@ -361,15 +353,13 @@ struct train {
       for (auto v : val) {
         store.read_audio(v, 0, crop, x.data());
         soundnet::app::crop_targets(store, v, 0, crop, steps_out, targets);
-        net.forward(x, soundnet::mode::inference);
-        long c_begin = 0;
-        const tensor all = head_logits(net);
         for (std::size_t t = 0; t < targets.size(); ++t) {
-          const long c = layout.teachers[t].classes;
-          loss += kl_head(all.data(), 1, Net::objects + Net::scenes, c_begin, c, steps_out, targets[t].data());
-          base += kl_constant(baseline_q[t], 1, c, steps_out, targets[t].data());
-          c_begin += c;
+          std::copy(targets[t].begin(), targets[t].end(), val_targets[t].data());
+          base += kl_constant(baseline_q[t], 1, layout.teachers[t].classes, steps_out, targets[t].data());
         }
+        net.forward(x, soundnet::mode::inference);
+        if constexpr (Net::scenes == 0) loss += net.kl_loss(val_targets[0]);
+        else loss += net.kl_loss(val_targets[0], val_targets[1]);
       }
       baseline = base / double(val.size());
       return loss / double(val.size());
@@ -486,14 +476,6 @@ struct train {
     return pclose(g) == 0 ? "loss plot " + png : "no loss plot (gnuplot failed on " + csv + ")";
   }
 
-  static std::vector<long> epoch_order(std::size_t n, std::uint64_t seed, long epoch, bool shuffle) {
-    std::vector<long> order(n);
-    std::iota(order.begin(), order.end(), 0L);
-    if (!shuffle) return order;
-    soundnet::normal_generator g(seed ^ (0xD1B54A32D192ED03ULL * static_cast<std::uint64_t>(epoch + 1)));
-    for (std::size_t i = n - 1; i > 0; --i) std::swap(order[i], order[g.next() % (i + 1)]);
-    return order;
-  }
 
   template <class Net, class T>
   static void fill_row(const soundnet::app::training_clip& c, long offset, long hop, long len, long out_len, long i,

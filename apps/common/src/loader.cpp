@@ -9,6 +9,15 @@
 
 namespace soundnet::app {
 
+std::vector<long> epoch_order(std::size_t n, std::uint64_t seed, long epoch, bool shuffle) {
+  std::vector<long> order(n);
+  std::iota(order.begin(), order.end(), 0L);
+  if (!shuffle || n == 0) return order;
+  normal_generator g(seed ^ (0xD1B54A32D192ED03ULL * static_cast<std::uint64_t>(epoch + 1)));
+  for (std::size_t i = n - 1; i > 0; --i) std::swap(order[i], order[g.next() % (i + 1)]);
+  return order;
+}
+
 void crop_targets(const data::store_reader& store, std::size_t video, long start, long crop, long steps,
                   std::vector<std::vector<float>>& out) {
   const auto& layout = store.layout();
@@ -95,15 +104,6 @@ batch_loader::~batch_loader() {
   for (auto& t : threads_) t.join();
 }
 
-std::vector<long> batch_loader::epoch_order(long epoch) const {
-  std::vector<long> order(videos_.size());
-  std::iota(order.begin(), order.end(), 0L);
-  if (!shuffle_) return order;
-  normal_generator g(seed_ ^ (0xD1B54A32D192ED03ULL * static_cast<std::uint64_t>(epoch + 1)));
-  for (std::size_t i = order.size() - 1; i > 0; --i) std::swap(order[i], order[g.next() % (i + 1)]);
-  return order;
-}
-
 void batch_loader::recycle(training_batch&& b) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (pool_.size() < static_cast<std::size_t>(prefetch_ + 2)) pool_.push_back(std::move(b));
@@ -127,7 +127,7 @@ training_batch batch_loader::make(long k) {
   std::vector<std::vector<float>> targets;
   for (long j = 0; j < batch_; ++j) {
     const long position = k * batch_ + j;
-    if (position / n != epoch) epoch = position / n, order = epoch_order(epoch);
+    if (position / n != epoch) epoch = position / n, order = epoch_order(videos_.size(), seed_, epoch, shuffle_);
     const std::size_t video = videos_[std::size_t(order[std::size_t(position % n)])];
     const long samples = static_cast<long>(store_.record(video).samples);
     normal_generator pick(seed_ * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(position) + 1);

@@ -20,6 +20,10 @@
 
 namespace soundnet::app {
 
+/// The order of the `n` training items in `epoch`: a seeded shuffle (or 0..n-1), shared by the
+/// manifest and the dataset modes of soundnet-train.
+std::vector<long> epoch_order(std::size_t n, std::uint64_t seed, long epoch, bool shuffle);
+
 /// One batch: waveforms (batch, crop) and, per teacher, targets (batch, classes, steps).
 struct training_batch {
   long index = -1;
@@ -57,7 +61,6 @@ class batch_loader {
 
  private:
   void work();
-  std::vector<long> epoch_order(long epoch) const;
 
   const data::store_reader& store_;
   std::vector<std::size_t> videos_;
