@@ -191,6 +191,96 @@ BOOST_AUTO_TEST_CASE(npy_reader_is_strict) {
   BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(data_path("nothing.npy")); }), "cannot open"));
 }
 
+namespace {
+// A version 1.0 .npy file with the header dict `dict` and `data` after it.
+std::string npy_bytes(const std::string& dict, const std::string& data) {
+  std::string h = dict;
+  while ((10 + h.size() + 1) % 64 != 0) h += ' ';
+  h += '\n';
+  std::string out = "\x93NUMPY\x01";
+  out += '\0';
+  out += static_cast<char>(h.size() & 0xff);
+  out += static_cast<char>(h.size() >> 8);
+  return out + h + data;
+}
+
+// A safetensors file with the JSON header `header` and `data` after it.
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  return out + header + data;
+}
+}  // namespace
+
+// Headers from a hostile or damaged file: sizes are checked against the file before anything
+// is allocated, so no header can make the reader allocate more than the file justifies or
+// overflow a size computation (the fuzzers' findings, kept as cases).
+BOOST_AUTO_TEST_CASE(hostile_headers_cannot_allocate_or_overflow) {
+  const std::string path = data_path("hostile.npy");
+  const std::string data(24, '\0');
+  auto npy_error = [&](const std::string& shape) {
+    write_bytes(path, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }", data));
+    return error_of([&] { soundnet::io::read_npy<float>(path); });
+  };
+  BOOST_TEST(contains(npy_error("(-1, 3)"), "malformed .npy shape"));
+  BOOST_TEST(contains(npy_error("(+2, 3)"), "malformed .npy shape"));
+  BOOST_TEST(contains(npy_error("(4294967296, 4294967296)"), "needs more data than the file's 24 bytes"));
+  BOOST_TEST(contains(npy_error("(0, 18446744073709551615)"), "needs more data than the file's 24 bytes"));
+  BOOST_TEST(contains(npy_error("(0, 99999999999999999999999999)"), "needs more data"));
+  BOOST_TEST(contains(npy_error("(7,)"), "truncated: the header announces 28 bytes"));
+  write_bytes(path, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 5), }", ""));
+  BOOST_TEST(soundnet::io::read_npy<float>(path).size() == 0u);  // an empty array is fine
+  write_bytes(path, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", data));
+  BOOST_TEST(soundnet::io::read_npy<float>(path).size() == 6u);
+
+  const std::string st = data_path("hostile.safetensors");
+  auto st_error = [&](const std::string& header, const std::string& bytes) {
+    write_bytes(st, safetensors_bytes(header, bytes));
+    return error_of([&] { soundnet::io::read_safetensors(st); });
+  };
+  BOOST_TEST(contains(st_error(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""),
+                      "shape larger than the file's data section"));
+  BOOST_TEST(contains(st_error(R"({"a":{"dtype":"F64","shape":[0,2305843009213693952],"data_offsets":[0,0]}})", data),
+                      "shape larger than the file's data section"));
+  BOOST_TEST(contains(st_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                               R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data),
+                      "tensors overlap"));
+  BOOST_TEST(contains(st_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[18446744073709551615,7]}})", data),
+                      "truncated"));
+
+  // A file written by soundnet carries the CRC-32 of its data: one flipped bit is found.
+  soundnet::io::write_safetensors(st, {{"w", {3}, {1.0f, 2.0f, 3.0f}}});
+  BOOST_TEST(soundnet::io::read_safetensors(st).values<float>("w")[2] == 3.0f);
+  std::string bytes = read_bytes(st);
+  bytes[bytes.size() - 2] ^= 0x04;
+  write_bytes(st, bytes);
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_safetensors(st); }), "hostile.safetensors: corrupt: the data section's CRC-32"));
+
+  // A directory where a file is expected.
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_npy<float>(SOUNDNET_TEST_DATA_DIR); }), "is a directory"));
+  BOOST_TEST(contains(error_of([&] { soundnet::io::read_safetensors(SOUNDNET_TEST_DATA_DIR); }), "is a directory"));
+}
+
+BOOST_AUTO_TEST_CASE(crc32_is_zlibs_and_continues) {
+  const std::string s = "123456789", long_text(1000, 'x');
+  BOOST_TEST(soundnet::io::detail::crc32(s.data(), s.size()) == 0xCBF43926u);  // the standard check value
+  const auto whole = soundnet::io::detail::crc32(long_text.data(), long_text.size());
+  BOOST_TEST(soundnet::io::detail::crc32(long_text.data() + 333, 667, soundnet::io::detail::crc32(long_text.data(), 333)) == whole);
+  BOOST_TEST(whole == 0x3B41C9E6u);  // zlib.crc32(b"x" * 1000)
+}
+
+// A write replaces the file whole or not at all: a failed one names the file and leaves the old.
+BOOST_AUTO_TEST_CASE(a_failed_write_leaves_the_old_file) {
+  const std::string path = data_path("kept.npy");
+  xt::xtensor<float, 1> a = {1, 2, 3};
+  soundnet::io::write_npy(path, a);
+  const std::string before = read_bytes(path);
+  const std::string into_missing = data_path("no-such-folder/x.npy");
+  BOOST_TEST(contains(error_of([&] { soundnet::io::write_npy(into_missing, a); }), "x.npy: cannot open for writing"));
+  BOOST_TEST(read_bytes(path) == before);
+  BOOST_TEST(!fs::exists(path + ".tmp"));
+}
+
 BOOST_AUTO_TEST_CASE(npy_stream_writer_appends_steps) {
   const std::string path = data_path("stream.npy");
   std::remove(path.c_str());

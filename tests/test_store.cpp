@@ -8,6 +8,8 @@
 #include <soundnet/core/error.hpp>
 
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -194,6 +196,46 @@ BOOST_AUTO_TEST_CASE(damage_is_reported_naming_the_file) {
     return std::string(e.what()).find("truncated") != std::string::npos;
   });
   BOOST_CHECK_THROW(store_reader{dir + "/missing"}, soundnet::io_error);
+  fs::remove_all(dir);
+}
+
+// An index record that no writer makes (a hostile or damaged index) is refused when the store
+// is opened, naming the index and the record: it can neither make the reader map absurd sizes
+// nor read int16 or float32 data misaligned.
+BOOST_AUTO_TEST_CASE(a_damaged_index_is_refused_before_any_read) {
+  const auto dir = fresh_dir("hostile-index");
+  const auto a = wave(400, 0.03f);
+  const auto f = frame_rows(2, 0.1f);
+  {
+    store_writer w(dir, two_teachers());
+    w.append("one", a.data(), a.size(), f.data(), 2);
+    w.append("two", a.data(), a.size(), f.data(), 2);
+  }
+  std::string original;
+  {
+    std::ifstream in(dir + "/index.bin", std::ios::binary);
+    original.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto with = [&](std::size_t offset, std::uint64_t value, std::size_t bytes) {
+    std::string changed = original;
+    std::memcpy(&changed[64 + offset], &value, bytes);  // the second record
+    std::ofstream(dir + "/index.bin", std::ios::binary | std::ios::trunc) << changed;
+    try {
+      store_reader r(dir);
+    } catch (const soundnet::io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("opened");
+  };
+  const auto shard = with(offsetof(index_record, shard), 0x80000000u, 4);
+  BOOST_TEST_INFO(shard);
+  BOOST_TEST((shard.find("index.bin") != std::string::npos && shard.find("record 1 names shard 2147483648") != std::string::npos));
+  BOOST_TEST(with(offsetof(index_record, audio_offset), 801, 8).find("odd audio offset") != std::string::npos);
+  BOOST_TEST(with(offsetof(index_record, frames_offset), 2, 8).find("not a multiple of 4") != std::string::npos);
+  BOOST_TEST(with(offsetof(index_record, samples), 0, 8).find("no audio samples") != std::string::npos);
+  BOOST_TEST(with(offsetof(index_record, samples), ~0ull / 2, 8).find("past any file") != std::string::npos);
+  BOOST_TEST(with(offsetof(index_record, frames_offset), ~0ull - 3, 8).find("past any file") != std::string::npos);
+  BOOST_TEST(with(0, 0, 0) == "opened");
   fs::remove_all(dir);
 }
 

@@ -96,6 +96,16 @@ BOOST_AUTO_TEST_CASE(bad_specs_are_reported_with_the_file, *boost::unit_test::pr
   expect(R"({"model": "x.onnx", "input_size": [227, 227], "resize": [200, 200], "crop": {"size": [227, 227]}, "classes": 3})",
          "the crop does not fit");
   expect(R"({"model": "x.onnx", "input_size": [227, 227], "classes": 3, "channel_order": "GBR"})", "channel_order");
+  // files outside the spec's folder are refused unless allowed
+  expect(R"({"model": "../m.onnx", "input_size": [227, 227], "classes": 3})", "names '../m.onnx', outside its folder");
+  expect(R"({"model": "/etc/m.onnx", "input_size": [227, 227], "classes": 3})", "names '/etc/m.onnx', outside its folder");
+  expect(R"({"model": "m.onnx", "input_size": [227, 227], "classes": 3, "labels": "a/../../l.txt"})", "outside its folder");
+  {
+    const auto path = (dir / "t.json").string();
+    std::ofstream(path) << R"({"model": "../elsewhere.onnx", "input_size": [227, 227], "classes": 3})";
+    const auto sp = soundnet::teachers::spec::load(path, true);  // allowed: the model is looked for there
+    BOOST_TEST(sp.model.find("../elsewhere.onnx") != std::string::npos);
+  }
   // a model whose output is not the spec's class count
   fs::copy_file(model, dir / "m.onnx", fs::copy_options::overwrite_existing);
   {

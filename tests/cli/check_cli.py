@@ -261,6 +261,15 @@ def main():
                                                 "--save", path("z.safetensors")], 1, "3 bad row(s)",
            "gone.npy: cannot open", f"bad-o.npy: object targets must have shape (steps, 1000); got ({steps}, 365)",
            "row 5 has 2 fields")
+    os.makedirs(path("sub"), exist_ok=True)
+    open(path("sub/outside.csv"), "w").write("audio,objects,scenes\n../clip0.npy,../clip0-o.npy,../clip0-s.npy\n")
+    expect("train: a manifest naming files outside its folder", [a.train, "--arch", "soundnet5", "--manifest",
+                                                                 path("sub/outside.csv"), "--steps", "0", "--save",
+                                                                 path("z.safetensors")], 1,
+           "names '../clip0.npy', outside its folder")
+    expect("train: ... allowed by --allow-outside-paths", [a.train, "--arch", "soundnet5", "--manifest",
+                                                           path("sub/outside.csv"), "--steps", "0",
+                                                           "--allow-outside-paths", "--save", path("z.safetensors")], 0)
     np.save(path("long.npy"), np.zeros(90000, np.float32))
     open(path("mixed.csv"), "w").write("audio,objects,scenes\nclip0.npy,clip0-o.npy,clip0-s.npy\n"
                                        "long.npy,clip1-o.npy,clip1-s.npy\n")

@@ -1,6 +1,7 @@
 #include <soundnet/app/manifest.hpp>
 #include <soundnet/app/waveform.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -25,6 +26,43 @@ std::vector<std::string> split_csv(const std::string& line) {
     }
   }
   return out;
+}
+
+std::vector<meta_row> read_meta(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw io_error(path, "cannot open the metadata CSV");
+  std::string line;
+  if (!std::getline(in, line)) throw io_error(path, "is empty: it needs a header with filename, fold, target");
+  const auto header = split_csv(line);
+  auto column = [&](const char* name) {
+    for (std::size_t i = 0; i < header.size(); ++i)
+      if (header[i] == name) return static_cast<long>(i);
+    throw io_error(path, std::string("has no '") + name + "' column in its header");
+  };
+  const long fn = column("filename"), fold = column("fold"), target = column("target");
+  std::vector<meta_row> rows;
+  for (long number = 2; std::getline(in, line); ++number) {
+    if (line.empty() || line == "\r") continue;
+    const auto f = split_csv(line);
+    const long need = std::max({fn, fold, target});
+    if (static_cast<long>(f.size()) <= need)
+      throw io_error(path, "row " + std::to_string(number) + " has " + std::to_string(f.size()) + " columns");
+    meta_row r;
+    r.filename = f[std::size_t(fn)];
+    try {
+      std::size_t used = 0;
+      r.fold = std::stoi(f[std::size_t(fold)], &used);
+      if (used != f[std::size_t(fold)].size()) throw std::invalid_argument("");
+      r.target = std::stoi(f[std::size_t(target)], &used);
+      if (used != f[std::size_t(target)].size()) throw std::invalid_argument("");
+    } catch (const std::exception&) {
+      throw io_error(path, "row " + std::to_string(number) + " (" + r.filename +
+                                         "): fold and target must be integers");
+    }
+    rows.push_back(r);
+  }
+  if (rows.empty()) throw io_error(path, "lists no clips");
+  return rows;
 }
 
 xt::xarray<float> read_targets(const std::string& path, long classes, const char* head) {
@@ -59,7 +97,11 @@ std::vector<training_clip> read_training_manifest(const std::string& manifest, c
     try {
       if (f.size() != 3)
         throw io_error(manifest, "row " + std::to_string(row) + " has " + std::to_string(f.size()) + " fields, expected 3");
-      training_clip c{(base / f[0]).string(), (base / f[1]).string(), (base / f[2]).string()};
+      auto file = [&](const std::string& name) {
+        return io::detail::inside_folder(base.string(), name, manifest + " row " + std::to_string(row),
+                                         rules.allow_outside_paths);
+      };
+      training_clip c{file(f[0]), file(f[1]), file(f[2])};
       c.samples = static_cast<long>(read_waveform(c.audio).size());
       const auto to = read_targets(c.objects, rules.objects, "object");
       const auto ts = read_targets(c.scenes, rules.scenes, "scene");

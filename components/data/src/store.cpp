@@ -2,6 +2,9 @@
 #include <soundnet/data/store.hpp>
 
 #include <soundnet/core/error.hpp>
+#define SOUNDNET_INSIDE_IO
+#include <soundnet/io/files.hpp>
+#undef SOUNDNET_INSIDE_IO
 
 #include <nlohmann/json.hpp>
 
@@ -18,6 +21,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <sstream>
@@ -150,6 +154,24 @@ std::vector<index_record> read_index(const std::string& path, std::uint64_t* byt
   return records;
 }
 
+// Every record must describe bytes a shard can hold: a damaged or hostile index cannot make a
+// reader map absurd sizes, overflow an offset or read int16/float32 data misaligned.
+void check_records(const std::string& path, const std::vector<index_record>& records, const store_layout& layout) {
+  const std::uint64_t row = 4ull * static_cast<std::uint64_t>(layout.frame_columns());
+  const std::uint64_t max = std::numeric_limits<std::uint64_t>::max();
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto& r = records[i];
+    std::string bad;
+    if (r.shard >= records.size()) bad = "names shard " + std::to_string(r.shard) + " of a store of " + std::to_string(records.size()) + " records";
+    else if (r.samples == 0) bad = "has no audio samples";
+    else if (r.audio_offset % 2 != 0) bad = "has an odd audio offset";
+    else if (r.frames_offset % 4 != 0) bad = "has a frames offset that is not a multiple of 4";
+    else if (r.samples > (max - r.audio_offset) / 2) bad = "has an audio range past any file";
+    else if (r.frames_offset > max - std::uint64_t(r.frames) * row) bad = "has a frames range past any file";
+    if (!bad.empty()) throw io_error(path, "record " + std::to_string(i) + " " + bad + ": the index is damaged");
+  }
+}
+
 std::vector<std::string> read_keys(const std::string& path, std::size_t count, std::uint64_t* used_bytes = nullptr) {
   std::vector<std::string> keys;
   std::ifstream in(path, std::ios::binary);
@@ -189,19 +211,7 @@ int store_layout::frame_columns() const {
 }
 
 std::uint32_t crc32(const void* data, std::size_t bytes, std::uint32_t crc) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
-  for (std::size_t i = 0; i < bytes; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return ~crc;
+  return io::detail::crc32(data, bytes, crc);
 }
 
 std::uint64_t fnv1a64(const std::string& s) {
@@ -241,18 +251,13 @@ store_writer::store_writer(const std::string& dir, const store_layout& layout) :
   } else {
     if (layout.teachers.empty()) throw io_error(dir, "a store needs at least one teacher");
     s.layout = layout;
-    const std::string tmp = meta + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      out << layout_json(layout).dump(2) << "\n";
-      if (!out.flush()) throw io_error(tmp, "cannot write");
-    }
-    if (std::rename(tmp.c_str(), meta.c_str()) != 0) throw io_error(meta, "cannot create: " + system_error());
+    io::detail::write_file(meta, layout_json(layout).dump(2) + "\n");
   }
 
   // Recover: drop an incomplete trailing record, keys past the records, data past the last record.
   std::uint64_t index_bytes = 0;
   s.records = read_index(dir + "/index.bin", &index_bytes);
+  check_records(dir + "/index.bin", s.records, s.layout);
   s.index = fd_handle(dir + "/index.bin", O_RDWR | O_CREAT);
   if (index_bytes != s.records.size() * sizeof(index_record)) s.index.truncate(s.records.size() * sizeof(index_record));
   std::uint64_t key_bytes = 0;
@@ -388,6 +393,7 @@ store_reader::store_reader(const std::string& dir) : s_(std::make_unique<state>(
   if (::access(meta.c_str(), F_OK) != 0) throw io_error(dir, "is not a soundnet dataset (no dataset.json)");
   s.layout = parse_layout(meta);
   s.records = read_index(dir + "/index.bin");
+  check_records(dir + "/index.bin", s.records, s.layout);
   s.keys = read_keys(dir + "/videos.tsv", s.records.size());
   const std::uint64_t row = 4ull * static_cast<std::uint64_t>(s.layout.frame_columns());
   std::uint32_t shards = 0;

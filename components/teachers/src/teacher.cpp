@@ -45,7 +45,7 @@ void size_field(const nlohmann::json& j, const char* key, int& w, int& h, const 
 
 }  // namespace
 
-spec spec::load(const std::string& path) {
+spec spec::load(const std::string& path, bool allow_outside_paths) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw io_error(path, "cannot open the teacher spec");
   std::ostringstream text;
@@ -55,7 +55,7 @@ spec spec::load(const std::string& path) {
   try {
     const auto j = nlohmann::json::parse(text.str());
     s.name = j.value("name", stem_of(path));
-    s.model = dir + j.at("model").get<std::string>();
+    s.model = io::detail::inside_folder(dir, j.at("model").get<std::string>(), path, allow_outside_paths);
     s.input = j.value("input", s.input);
     s.output = j.value("output", s.output);
     if (const auto layout = j.value("layout", std::string("NCHW")); layout != "NCHW")
@@ -88,7 +88,7 @@ spec spec::load(const std::string& path) {
       for (int c = 0; c < 3; ++c) s.mean[c] = m[static_cast<std::size_t>(c)];
     }
     if (j.contains("mean_image") && !j["mean_image"].is_null()) {
-      const std::string file = dir + j["mean_image"].get<std::string>();
+      const std::string file = io::detail::inside_folder(dir, j["mean_image"].get<std::string>(), path, allow_outside_paths);
       const auto m = io::read_npy<float>(file);
       if (m.dimension() != 3 || m.shape()[0] != 3 || long(m.shape()[1]) != s.input_height ||
           long(m.shape()[2]) != s.input_width)
@@ -101,7 +101,7 @@ spec spec::load(const std::string& path) {
     s.classes = j.at("classes").get<int>();
     if (s.classes <= 0) throw io_error(path, "'classes' must be positive");
     if (j.contains("labels") && !j["labels"].is_null()) {
-      const std::string file = dir + j["labels"].get<std::string>();
+      const std::string file = io::detail::inside_folder(dir, j["labels"].get<std::string>(), path, allow_outside_paths);
       std::ifstream lf(file);
       if (!lf) throw io_error(file, "cannot open the teacher's labels");
       for (std::string line; std::getline(lf, line);)
@@ -123,7 +123,9 @@ struct teacher::state {
   cv::dnn::Net net;
 };
 
-teacher teacher::load(const std::string& json_path) { return teacher(spec::load(json_path)); }
+teacher teacher::load(const std::string& json_path, bool allow_outside_paths) {
+  return teacher(spec::load(json_path, allow_outside_paths));
+}
 
 teacher::teacher(spec s) : s_(std::make_unique<state>()) {
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);

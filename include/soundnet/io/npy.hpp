@@ -8,6 +8,7 @@
 
 #include "../core/abi.hpp"
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -20,46 +21,13 @@
 #include <xtensor/xnpy.hpp>
 
 #include "../core/error.hpp"
+#include "files.hpp"
 
 namespace soundnet {
 SOUNDNET_ABI_BEGIN
 namespace io {
 
 namespace detail {
-
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw io_error(path, "cannot open file for reading");
-  // A regular file is read into a buffer of its exact size (no growth, no transient copy).
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size >= 0) {
-    std::string bytes(static_cast<std::size_t>(size), '\0');
-    in.seekg(0);
-    if (in.read(&bytes[0], size) && in.gcount() == size) return bytes;
-    if (in.bad()) throw io_error(path, "read error");
-  }
-  in.clear();
-  in.seekg(0);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) throw io_error(path, "read error");
-  return bytes;
-}
-
-inline void write_file(const std::string& path, const std::string& bytes) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw io_error(path, "cannot open file for writing");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) throw io_error(path, "write error (disk full?)");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw io_error(path, "cannot replace file");
-  }
-}
 
 // Value of 'key' in a numpy header dict: the text after "'key':" up to the matching end.
 inline std::string header_field(const std::string& header, const std::string& key, const std::string& path) {
@@ -118,27 +86,35 @@ xt::xarray<T> read_npy(const std::string& path) {
   else if (descr == "<f8" || descr == "=f8" || descr == "f8") word = 8;
   else throw io_error(path, "dtype '" + descr + "' is not supported; expected float32 ('<f4') or float64 ('<f8')");
 
+  // Every dimension is plain digits, and the product of the non-zero ones may not exceed the
+  // bytes the file holds (or 2^31, for an empty array): a header cannot make the reader
+  // allocate more than the file justifies, nor overflow a size or a stride.
+  const std::size_t data_offset = offset + header_len;
+  const std::size_t available = bytes.size() - data_offset;
+  const std::size_t limit = std::max<std::size_t>(available, std::size_t(1) << 31);
   std::vector<std::size_t> shape;
-  std::size_t count = 1;
+  std::size_t count = 1, nonzero = 1;
   for (std::size_t p = 1; p < shape_text.size();) {
     while (p < shape_text.size() && (shape_text[p] == ' ' || shape_text[p] == ',')) ++p;
     if (p >= shape_text.size() || shape_text[p] == ')') break;
-    std::size_t used = 0;
-    unsigned long long dim = 0;
-    try {
-      dim = std::stoull(shape_text.substr(p), &used);
-    } catch (const std::exception&) {
-      throw io_error(path, "malformed .npy shape " + shape_text);
+    if (shape_text[p] < '0' || shape_text[p] > '9') throw io_error(path, "malformed .npy shape " + shape_text);
+    std::size_t dim = 0;
+    bool too_big = false;
+    for (; p < shape_text.size() && shape_text[p] >= '0' && shape_text[p] <= '9'; ++p) {
+      if (dim > limit / 10) too_big = true;
+      else dim = dim * 10 + static_cast<std::size_t>(shape_text[p] - '0');
     }
-    shape.push_back(static_cast<std::size_t>(dim));
-    count *= static_cast<std::size_t>(dim);
-    p += used;
+    if (too_big || (dim > 0 && nonzero > limit / dim))
+      throw io_error(path, "truncated or malformed: the .npy shape " + shape_text + " needs more data than the file's " +
+                               std::to_string(available) + " bytes");
+    if (dim > 0) nonzero *= dim;
+    shape.push_back(dim);
+    count *= dim;
   }
-  const std::size_t data_offset = offset + header_len;
   const std::size_t need = count * word;
-  if (bytes.size() - data_offset < need)
+  if (available < need)
     throw io_error(path, "truncated: the header announces " + std::to_string(need) + " bytes of data, the file has " +
-                             std::to_string(bytes.size() - data_offset));
+                             std::to_string(available));
   // Fortran order: the data of the reversed shape in C order, transposed below.
   xt::xarray<T> out = xt::xarray<T>::from_shape(fortran_order ? std::vector<std::size_t>(shape.rbegin(), shape.rend()) : shape);
   const char* src = bytes.data() + data_offset;
@@ -212,12 +188,9 @@ class npy_stream_writer {
     out_.close();
     if (!ok) {
       std::remove(tmp_path().c_str());
-      throw io_error(path_, "write error (disk full?)");
+      throw io_error(path_, std::string("write error (disk full?): ") + std::strerror(errno));
     }
-    if (std::rename(tmp_path().c_str(), path_.c_str()) != 0) {
-      std::remove(tmp_path().c_str());
-      throw io_error(path_, "cannot replace file");
-    }
+    detail::commit_file(tmp_path(), path_);
   }
 
  private:

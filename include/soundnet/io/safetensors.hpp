@@ -7,7 +7,9 @@
 #endif
 
 #include "../core/abi.hpp"
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -23,6 +25,18 @@
 namespace soundnet {
 SOUNDNET_ABI_BEGIN
 namespace io {
+
+/// The metadata key under which write_safetensors records the CRC-32 of the data section
+/// (8 lowercase hex digits); read_safetensors verifies it when present.
+inline constexpr const char* crc_key = "soundnet_data_crc32";
+
+namespace detail {
+inline std::string crc_text(std::uint32_t crc) {
+  char text[9];
+  std::snprintf(text, sizeof text, "%08x", static_cast<unsigned>(crc));
+  return text;
+}
+}  // namespace detail
 
 struct safetensors_entry {
   std::string dtype;                // "F32", "F64", "I64", ...
@@ -138,10 +152,18 @@ inline safetensors_file read_safetensors(const std::string& path) {
     e.dtype = v["dtype"].get<std::string>();
     const std::size_t word = safetensors_file::dtype_size(e.dtype);
     if (word == 0) throw io_error(path, "tensor '" + name + "' has unknown dtype '" + e.dtype + "'");
-    std::size_t count = 1;
+    // The product of the non-zero dimensions may not exceed the data section (or 2^31, for an
+    // empty tensor): a header cannot announce more than the file holds, nor overflow a size.
+    const std::uint64_t limit = std::max<std::uint64_t>(file.data.size(), std::uint64_t(1) << 31);
+    std::size_t count = 1, nonzero = 1;
     for (const auto& d : v["shape"]) {
       if (!d.is_number_unsigned()) throw io_error(path, "tensor '" + name + "' has a malformed shape");
-      e.shape.push_back(d.get<std::size_t>());
+      const auto dim = d.get<std::uint64_t>();
+      if (dim > 0 && nonzero > limit / dim)
+        throw io_error(path, "tensor '" + name + "' has a shape larger than the file's data section of " +
+                                 std::to_string(file.data.size()) + " bytes (truncated or malformed)");
+      if (dim > 0) nonzero *= static_cast<std::size_t>(dim);
+      e.shape.push_back(static_cast<std::size_t>(dim));
       count *= e.shape.back();
     }
     if (!v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned())
@@ -156,6 +178,22 @@ inline safetensors_file read_safetensors(const std::string& path) {
       throw io_error(path, "tensor '" + name + "' has " + std::to_string(e.end - e.begin) + " bytes but its shape and dtype need " +
                                std::to_string(count * word));
     file.tensors.emplace(name, std::move(e));
+  }
+  // Tensors may not share bytes.
+  std::vector<std::pair<std::size_t, std::size_t>> ranges;
+  for (const auto& [name, e] : file.tensors)
+    if (e.end > e.begin) ranges.emplace_back(e.begin, e.end);
+  std::sort(ranges.begin(), ranges.end());
+  for (std::size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second)
+      throw io_error(path, "malformed: tensors overlap at bytes [" + std::to_string(ranges[i].first) + ", " +
+                               std::to_string(std::min(ranges[i].second, ranges[i - 1].second)) + ") of the data section");
+  // Files written by soundnet carry a CRC-32 of their data section: a flipped bit is found here.
+  const auto crc = file.metadata.find(crc_key);
+  if (crc != file.metadata.end()) {
+    const std::string actual = detail::crc_text(detail::crc32(file.data.data(), file.data.size()));
+    if (crc->second != actual)
+      throw io_error(path, "corrupt: the data section's CRC-32 is " + actual + ", the file records " + crc->second);
   }
   return file;
 }
@@ -195,11 +233,16 @@ struct named_tensor {
   std::vector<float> values;
 };
 
-/// Writes tensors (as F32) and string metadata to a safetensors file, via a temporary file.
+/// Writes tensors (as F32) and string metadata to a safetensors file, crash-safe (see
+/// detail::write_file), with the CRC-32 of the data section in the metadata (crc_key).
 inline void write_safetensors(const std::string& path, const std::vector<named_tensor>& tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
   nlohmann::ordered_json header;
-  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint32_t crc = 0;
+  for (const auto& t : tensors) crc = detail::crc32(t.values.data(), 4 * t.values.size(), crc);
+  auto meta = metadata;
+  meta[crc_key] = detail::crc_text(crc);
+  header["__metadata__"] = meta;
   std::size_t offset = 0;
   for (const auto& t : tensors) {
     std::size_t count = 1;

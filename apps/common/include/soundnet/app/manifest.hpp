@@ -14,6 +14,16 @@ namespace soundnet::app {
 /// Splits one CSV line; fields may be double-quoted ("" is a quote inside quotes).
 std::vector<std::string> split_csv(const std::string& line);
 
+/// A row of a dataset's metadata CSV (ESC-50's meta/esc50.csv format).
+struct meta_row {
+  std::string filename;
+  int fold = 0, target = 0;
+};
+
+/// Reads a metadata CSV: a header with (at least) the columns filename, fold and target, then
+/// one row per clip. Throws io_error naming the file and the row for anything malformed.
+std::vector<meta_row> read_meta(const std::string& path);
+
 /// (T, classes) teacher distributions, checked: finite and non-negative. Throws io_error
 /// naming the file.
 xt::xarray<float> read_targets(const std::string& path, long classes, const char* head);
@@ -28,10 +38,12 @@ struct manifest_rules {
   std::string arch;
   long objects = 0, scenes = 0, min_input_length = 0, crop = 0;
   std::function<long(long)> output_length;  // output steps for an input of n samples
+  bool allow_outside_paths = false;         // rows may name files outside the manifest's folder
 };
 
 /// Reads and validates the whole manifest before training: every bad row is reported (one
-/// line each, naming the file and the problem) in one io_error.
+/// line each, naming the file and the problem) in one io_error. Rows name files relative to
+/// the manifest, in its folder or below unless rules.allow_outside_paths.
 std::vector<training_clip> read_training_manifest(const std::string& path, const manifest_rules& rules);
 
 /// A 64-bit fingerprint (FNV-1a) of a file's bytes, "" when it cannot be read: checkpoints

@@ -31,8 +31,10 @@ struct spec {
   int classes = 0;
   std::vector<std::string> labels;          // one per class (the labels file's lines)
 
-  /// Reads and checks a spec; throws soundnet::io_error naming the file and the problem.
-  static spec load(const std::string& json_path);
+  /// Reads and checks a spec; throws soundnet::io_error naming the file and the problem. The
+  /// files it names (model, labels, mean image) must lie in its folder or below unless
+  /// `allow_outside_paths`: an absolute path or a ".." is refused.
+  static spec load(const std::string& json_path, bool allow_outside_paths = false);
 };
 
 /// An 8-bit BGR image: `height` rows of `width` pixels, 3 bytes each, rows packed.
@@ -44,7 +46,7 @@ struct image_view {
 /// One teacher, ready to classify. Not thread-safe: one per thread, or calls in turn.
 class teacher {
  public:
-  static teacher load(const std::string& json_path);
+  static teacher load(const std::string& json_path, bool allow_outside_paths = false);
   explicit teacher(spec s);
   ~teacher();
   teacher(teacher&&) noexcept;
