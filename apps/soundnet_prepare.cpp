@@ -38,6 +38,7 @@ struct settings {
   std::string out, list;
   double frame_rate = 1.0, min_seconds = 1.0;
   int jobs = 0, batch = 16;
+  bool allow_outside_paths = false;
 };
 
 // A video's key in the store: its absolute, normalised path.
@@ -101,7 +102,7 @@ struct worker {
 int prepare(const settings& s) {
   // teachers first: a bad spec is the run's error, before any video is touched
   std::vector<soundnet::teachers::spec> specs;
-  for (const auto& path : s.teachers) specs.push_back(soundnet::teachers::spec::load(path));
+  for (const auto& path : s.teachers) specs.push_back(soundnet::teachers::spec::load(path, s.allow_outside_paths));
   for (std::size_t i = 0; i < specs.size(); ++i)
     for (std::size_t j = 0; j < i; ++j)
       if (specs[i].name == specs[j].name) throw usage_error("two teachers are named '" + specs[i].name + "'");
@@ -183,6 +184,8 @@ int main(int argc, char** argv) {
   app.add_option("--out", s.out, "the dataset directory (created, or appended to)")->required();
   app.add_option("inputs", s.inputs, "video files or folders of videos");
   app.add_option("--list", s.list, "a file listing videos, one per line (relative to its folder)");
+  app.add_flag("--allow-outside-paths", s.allow_outside_paths,
+               "let a teacher spec name files outside its folder (absolute paths, '..')");
   app.add_option("--frame-rate", s.frame_rate, "frames per second given to the teachers")
       ->capture_default_str()
       ->check(soundnet::app::number_in(1e-3, 120));

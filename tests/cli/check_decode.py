@@ -6,14 +6,16 @@
 Every clip of ../shared/data/esc10 (Ogg/Vorbis 44.1 kHz and MP3 22.05 kHz) and the audio of every
 video in ../shared/data/video must match `ffmpeg -i F -ac 1 -ar 22050 -f f32le -` x 256
 (correlation > 0.999, lengths within 32 samples). Bad files (missing, empty, truncated, corrupt,
-not media, video without audio, a directory) get one line naming the file; the other files are
-still decoded; the exit status is 1. Exit 77 (skipped) without numpy, the ffmpeg program or
+not media, video without audio, a directory, absurd rates or channel counts) get one line naming
+the file; the other files are still decoded; the exit status is 1. A stream whose channel count
+and rate change midway is decoded whole. Exit 77 (skipped) without numpy, the ffmpeg program or
 ../shared.
 """
 import argparse
 import glob
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -132,6 +134,64 @@ def check_extract(args, clips, bad):
     check("extract --pool median is refused", p.returncode == 2 and "--pool: median not in {mean,max}" in p.stderr)
 
 
+def wav_header_only(path, rate, channels, samples=2000):
+    """A 16-bit PCM WAV file whose header claims `rate` Hz and `channels` channels."""
+    data = (np.sin(np.arange(samples * channels) * 0.05) * 10000).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, (rate * channels * 2) & 0xFFFFFFFF, channels * 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    open(path, "wb").write(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def check_format_change(args, w):
+    """A stream whose channel count and rate change midway (MPEG-TS pieces, as broadcast streams
+    switch between stereo and mono) is decoded whole: the first part as that piece alone, the
+    rest as the second piece alone (up to where the resampler restarts); and headers claiming
+    absurd rates or channel counts are refused before anything is sized by them."""
+    d = os.path.join(w, "format-change")
+    os.makedirs(d, exist_ok=True)
+    pieces = [("stereo-44k.ts", 440, 44100, 2), ("mono-32k.ts", 660, 32000, 1)]
+    for name, freq, rate, channels in pieces:
+        subprocess.run(["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
+                        f"sine=frequency={freq}:sample_rate={rate}:duration=2", "-ac", str(channels), "-c:a", "mp2",
+                        os.path.join(d, name)], check=True)
+    joined = os.path.join(d, "stereo-then-mono.ts")
+    with open(joined, "wb") as out:
+        for name, *_ in pieces:
+            out.write(open(os.path.join(d, name), "rb").read())
+    out_dir = os.path.join(d, "out")
+    p = subprocess.run([args.decode, "--out-dir", out_dir, joined] + [os.path.join(d, n) for n, *_ in pieces],
+                       capture_output=True, text=True)
+    ok = p.returncode == 0
+    check("decode: a stream switching from stereo 44.1 kHz to mono 32 kHz midway is decoded", ok,
+          f"exit {p.returncode}: {p.stderr.strip()[-300:]}")
+    if ok:
+        whole, first, second = (np.load(os.path.join(out_dir, n + ".npy"))
+                                for n in ["stereo-then-mono.ts"] + [n for n, *_ in pieces])
+        check("decode: its stereo part is the stereo piece decoded alone, sample for sample",
+              np.array_equal(whole[:len(first) - 1000], first[:len(first) - 1000]))
+        # The mono part: the second piece decoded alone, at the shift where the first resampler's
+        # flush ends (a few hundred samples at most), within 1% of its peak.
+        ref = second[1000:len(second) - 1000]
+        best = min((float(np.abs(whole[len(first) + s + 1000:len(first) + s + 1000 + len(ref)] - ref).max()), s)
+                   for s in range(-400, 401) if len(first) + s + 1000 + len(ref) <= len(whole))
+        peak = float(np.abs(ref).max())
+        check("decode: its mono part is the mono piece decoded alone", best[0] < 0.01 * peak,
+              f"max difference {best[0]:.4f} (peak {peak:.2f}) at a shift of {best[1]} samples")
+        check("decode: its length is the pieces' lengths together", abs(len(whole) - len(first) - len(second)) < 500,
+              f"{len(whole)} vs {len(first)} + {len(second)}")
+    odd = {"rate-2e28.wav": ((1 << 28), 1, "unsupported audio sample rate 268435456 Hz"),
+           "rate-10.wav": (10, 1, "unsupported audio sample rate 10 Hz"),
+           "channels-200.wav": (22050, 200, "unsupported audio channel count 200")}
+    for name, (rate, channels, _) in odd.items():
+        wav_header_only(os.path.join(d, name), rate, channels)
+    p = subprocess.run([args.decode, "--out-dir", out_dir] + [os.path.join(d, n) for n in odd],
+                       capture_output=True, text=True)
+    for name, (_, _, reason) in odd.items():
+        line = next((x for x in p.stderr.splitlines() if os.path.join(d, name) in x), "")
+        check(f"decode: a header claiming {name[:-4]} is refused", reason in line and p.returncode == 1,
+              line or "(no message)")
+
+
 def main():
     a = argparse.ArgumentParser()
     a.add_argument("--decode", required=True)
@@ -205,6 +265,7 @@ def main():
     left = sorted(set(os.listdir(os.path.join(w, "bad-out"))) - {os.path.basename(clip) + ".npy"})
     check("decode bad input: no partial output files are left", not left, ", ".join(left))
 
+    check_format_change(args, w)
     check_extract(args, groups["esc10-ogg-44k"][:3], bad)
 
     passed = sum(RESULTS)

@@ -76,21 +76,25 @@ with open(os.path.join(video, "research", "vas_dog_video_02754.mp4"), "rb") as f
     data = f.read()
 with open(truncated, "wb") as f:
     f.write(data[: len(data) // 3])
+huge = os.path.join(bad, "huge-frames.avi")  # 9000 x 8000: over media::max_frame_pixels
+subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:size=9000x8000:rate=0.5", "-f", "lavfi",
+                "-i", "sine=frequency=440:sample_rate=22050", "-t", "8", "-c:v", "mjpeg", "-c:a", "pcm_s16le", huge],
+               check=True)
 short = os.path.join(video, "free", "mdn_stream-of-water.mp4")  # 3.16 s
 missing = os.path.join(bad, "missing.mp4")
 good = [os.path.join(video, "free", "mdn_friday.mp4"), os.path.join(video, "research", "vas_dog_video_02677.mp4")]
 
 store = os.path.join(a.workdir, "store")
-r = run(T + ["--out", store, "--min-seconds", "5", "--jobs", "2", noaudio, novideo, corrupt, truncated, short, missing] + good)
+r = run(T + ["--out", store, "--min-seconds", "5", "--jobs", "2", noaudio, novideo, corrupt, truncated, huge, short, missing] + good)
 print(r.stderr)
 check(r.returncode == 1, f"bad videos give exit status 1 (got {r.returncode})")
 lines = r.stderr.splitlines()
 for path, fragment in [(noaudio, "has no audio stream"), (novideo, "has no video stream"), (short, "too short"),
-                       (corrupt, ""), (truncated, ""), (missing, "")]:
+                       (corrupt, ""), (truncated, ""), (missing, ""), (huge, "9000 x 8000 pixels")]:
     hit = [l for l in lines if path in l]
     check(len(hit) == 1 and "skipped" in hit[0] and fragment in hit[0],
           f"{os.path.basename(path)} reported on one line ({fragment or 'named'})")
-check(any("2 added, 0 already in the store, 6 failed" in l for l in lines), "the summary counts added and failed videos")
+check(any("2 added, 0 already in the store, 7 failed" in l for l in lines), "the summary counts added and failed videos")
 
 meta, idx, keys, audio, frames = numpy_store(store)
 check(len(idx) == 2 and sorted(keys) == sorted(os.path.abspath(g) for g in good), "the store holds the two good videos")

@@ -58,6 +58,9 @@ struct audio_reader::state {
   state(const std::string& path, const decode_options& o) : path_(path), o_(o) {
     using soundnet::io_error;
     if (o.start < 0 || !std::isfinite(o.start)) throw io_error(path, "the start time must be a non-negative number");
+    if (o.sample_rate < limits::min_sample_rate || o.sample_rate > limits::max_sample_rate)
+      throw io_error(path, "the output sample rate must be " + std::to_string(limits::min_sample_rate) + " to " +
+                               std::to_string(limits::max_sample_rate) + " Hz, not " + std::to_string(o.sample_rate));
     av_log_set_level(AV_LOG_QUIET);  // errors are reported by exceptions, once, with the file name
 
     AVFormatContext* raw_format = nullptr;
@@ -79,24 +82,11 @@ struct audio_reader::state {
     if (!decoder_) throw io_error(path, "out of memory");
     if (int e = avcodec_parameters_to_context(decoder_.get(), stream_->codecpar); e < 0)
       throw io_error(path, "bad audio stream parameters: " + detail::av_error(e));
+    // FFmpeg's own bound on one decoded frame (a corrupt header cannot make it allocate more).
+    decoder_->max_samples = limits::max_frame_samples;
     if (int e = avcodec_open2(decoder_.get(), codec, nullptr); e < 0)
       throw io_error(path, "cannot open the " + std::string(codec->name) + " decoder: " + detail::av_error(e));
-
-    // Resampler: the stream's layout (or a default one for its channel count) to mono.
-    AVChannelLayout in_layout{};
-    if (decoder_->ch_layout.order == AV_CHANNEL_ORDER_UNSPEC || decoder_->ch_layout.nb_channels <= 0)
-      av_channel_layout_default(&in_layout, std::max(1, decoder_->ch_layout.nb_channels));
-    else
-      av_channel_layout_copy(&in_layout, &decoder_->ch_layout);
-    AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
-    SwrContext* raw_swr = nullptr;
-    int e = swr_alloc_set_opts2(&raw_swr, &mono, AV_SAMPLE_FMT_FLT, o.sample_rate, &in_layout, decoder_->sample_fmt,
-                                decoder_->sample_rate, 0, nullptr);
-    av_channel_layout_uninit(&in_layout);
-    swr_.reset(raw_swr);
-    if (e < 0 || !swr_ || (e = swr_init(swr_.get())) < 0)
-      throw io_error(path, "cannot convert its audio (" + std::to_string(decoder_->sample_rate) + " Hz, " +
-                               std::to_string(decoder_->ch_layout.nb_channels) + " channels): " + detail::av_error(e));
+    configure(decoder_->sample_fmt, decoder_->ch_layout, decoder_->sample_rate);
 
     skip_ = std::lround(o.start * o.sample_rate);
     keep_ = o.duration < 0 ? -1 : std::lround(o.duration * o.sample_rate);
@@ -169,13 +159,79 @@ struct audio_reader::state {
       const int r = avcodec_receive_frame(decoder_.get(), frame_.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return;
       if (r < 0) throw soundnet::io_error(path_, "corrupt audio data: " + detail::av_error(r));
-      append(const_cast<const uint8_t**>(frame_->extended_data), frame_->nb_samples);
+      try {
+        append_frame(*frame_);
+      } catch (...) {
+        av_frame_unref(frame_.get());
+        throw;
+      }
       av_frame_unref(frame_.get());
+    }
+  }
+
+  /// (Re)creates the resampler for input of this format, layout and rate, to mono at the
+  /// requested rate. Rates and channel counts beyond the limits are refused before swresample
+  /// sizes its filters by them (a corrupt header claiming 2^30 Hz would otherwise make it
+  /// allocate gigabytes).
+  void configure(int format, const AVChannelLayout& layout, int rate) {
+    using soundnet::io_error;
+    const int channels = layout.nb_channels;
+    if (rate < limits::min_sample_rate || rate > limits::max_sample_rate)
+      throw io_error(path_, "unsupported audio sample rate " + std::to_string(rate) + " Hz (corrupt header?); " +
+                                std::to_string(limits::min_sample_rate) + " to " +
+                                std::to_string(limits::max_sample_rate) + " Hz are read");
+    if (channels > limits::max_channels)
+      throw io_error(path_, "unsupported audio channel count " + std::to_string(channels) + " (corrupt header?); at most " +
+                                std::to_string(limits::max_channels) + " are read");
+    if (format < 0 || av_get_bytes_per_sample(static_cast<AVSampleFormat>(format)) <= 0)
+      throw io_error(path_, "the audio decoder gives no sample format");
+    AVChannelLayout in_layout{};  // an unspecified layout gets the default one for its channel count
+    if (layout.order == AV_CHANNEL_ORDER_UNSPEC || channels <= 0)
+      av_channel_layout_default(&in_layout, std::max(1, channels));
+    else
+      av_channel_layout_copy(&in_layout, &layout);
+    AVChannelLayout mono = AV_CHANNEL_LAYOUT_MONO;
+    SwrContext* raw_swr = nullptr;
+    int e = swr_alloc_set_opts2(&raw_swr, &mono, AV_SAMPLE_FMT_FLT, o_.sample_rate, &in_layout,
+                                static_cast<AVSampleFormat>(format), rate, 0, nullptr);
+    av_channel_layout_uninit(&in_layout);
+    swr_.reset(raw_swr);
+    if (e < 0 || !swr_ || (e = swr_init(swr_.get())) < 0)
+      throw io_error(path_, "cannot convert its audio (" + std::to_string(rate) + " Hz, " + std::to_string(channels) +
+                                " channels): " + detail::av_error(e));
+    av_channel_layout_uninit(&in_.l);
+    if (av_channel_layout_copy(&in_.l, &layout) < 0) throw io_error(path_, "out of memory");
+    in_format_ = format;
+    in_rate_ = rate;
+    in_planes_ = av_sample_fmt_is_planar(static_cast<AVSampleFormat>(format)) ? std::max(1, in_.l.nb_channels) : 1;
+    in_step_ = av_get_bytes_per_sample(static_cast<AVSampleFormat>(format)) *
+               (in_planes_ == 1 ? std::max(1, in_.l.nb_channels) : 1);
+  }
+
+  /// Converts one decoded frame. A stream whose format, layout or rate changes midway (broadcast
+  /// streams switch between mono and stereo) gets a new resampler, the old one flushed first.
+  void append_frame(const AVFrame& f) {
+    if (f.format != in_format_ || f.sample_rate != in_rate_ || av_channel_layout_compare(&f.ch_layout, &in_.l) != 0) {
+      while (append(nullptr, 0) > 0) {
+      }
+      configure(f.format, f.ch_layout, f.sample_rate);
+    }
+    const uint8_t* const* data = f.extended_data;
+    if (!data && f.nb_samples > 0) throw soundnet::io_error(path_, "corrupt audio data: a frame without samples");
+    // In pieces: the resampler's output for a piece stays small whatever the frame's length.
+    constexpr int piece = 1 << 14;
+    std::vector<const uint8_t*>& at = planes_;
+    at.assign(static_cast<std::size_t>(in_planes_), nullptr);
+    for (int done = 0; done < f.nb_samples; done += piece) {
+      const int n = std::min(piece, f.nb_samples - done);
+      for (int c = 0; c < in_planes_; ++c) at[std::size_t(c)] = data[c] + std::size_t(done) * std::size_t(in_step_);
+      append(at.data(), n);
     }
   }
 
   int append(const uint8_t** in, int in_samples) {
     const int capacity = swr_get_out_samples(swr_.get(), in_samples) + 32;
+    if (capacity <= 32 && in_samples > 0) throw soundnet::io_error(path_, "resampling failed: no output size");
     converted_.resize(static_cast<std::size_t>(std::max(capacity, 0)));
     uint8_t* dst = reinterpret_cast<uint8_t*>(converted_.data());
     const int n = swr_convert(swr_.get(), &dst, capacity, in, in_samples);
@@ -225,6 +281,16 @@ struct audio_reader::state {
   long kept_ = 0;       // samples in the requested range
   long delivered_ = 0;  // samples returned by read()
   std::vector<float> converted_, pending_;
+  struct layout {
+    AVChannelLayout l{};
+    layout() = default;
+    layout(const layout&) = delete;
+    layout& operator=(const layout&) = delete;
+    ~layout() { av_channel_layout_uninit(&l); }
+  } in_;  // the frames' layout the resampler was set up for
+  int in_format_ = -1, in_rate_ = 0;
+  int in_planes_ = 1, in_step_ = 0;  // planes of a frame; bytes from one sample to the next in a plane
+  std::vector<const uint8_t*> planes_;
   std::size_t pending_at_ = 0;
   bool finished_ = false;
 };

@@ -39,6 +39,11 @@ struct frame_reader::state {
     if (int e = avcodec_parameters_to_context(decoder_.get(), stream_->codecpar); e < 0)
       throw io_error(path, "bad video stream parameters: " + detail::av_error(e));
     decoder_->thread_count = 1;  // callers decode several videos in parallel
+    decoder_->max_pixels = max_frame_pixels;
+    if (static_cast<long long>(decoder_->width) * decoder_->height > max_frame_pixels)
+      throw io_error(path, "video frames of " + std::to_string(decoder_->width) + " x " +
+                               std::to_string(decoder_->height) + " pixels: over the " +
+                               std::to_string(max_frame_pixels) + " pixels a frame may have (corrupt header?)");
     if (int e = avcodec_open2(decoder_.get(), codec, nullptr); e < 0)
       throw io_error(path, "cannot open the " + std::string(codec->name) + " decoder: " + detail::av_error(e));
     packet_.reset(av_packet_alloc());
@@ -111,6 +116,9 @@ struct frame_reader::state {
   void convert(video_frame& out) {
     const int w = frame_->width, h = frame_->height;
     if (w <= 0 || h <= 0) throw io_error(path_, "a video frame has no size");
+    if (static_cast<long long>(w) * h > max_frame_pixels)
+      throw io_error(path_, "a video frame of " + std::to_string(w) + " x " + std::to_string(h) + " pixels: over the " +
+                                std::to_string(max_frame_pixels) + " pixels a frame may have");
     sws_.reset(sws_getCachedContext(sws_.release(), w, h, static_cast<AVPixelFormat>(frame_->format), w, h, AV_PIX_FMT_BGR24,
                                     SWS_BILINEAR, nullptr, nullptr, nullptr));
     if (!sws_) throw io_error(path_, "cannot convert its video frames to BGR");

@@ -17,6 +17,16 @@
 
 namespace soundnet::media {
 
+/// What the reader accepts, in the file and in decode_options: rates and channel counts beyond
+/// these are refused (they size the resampler's filters: a corrupt header claiming 2^30 Hz
+/// would otherwise cost gigabytes), and so is a decoded frame longer than max_frame_samples.
+namespace limits {
+inline constexpr int min_sample_rate = 1000;       // Hz
+inline constexpr int max_sample_rate = 1'000'000;  // Hz
+inline constexpr int max_channels = 64;            // swresample's own maximum
+inline constexpr int max_frame_samples = 1 << 22;  // samples per channel in one decoded frame
+}  // namespace limits
+
 struct decode_options {
   double start = 0;                             // seconds from the beginning
   double duration = -1;                         // seconds; < 0: to the end
@@ -28,7 +38,8 @@ struct decode_options {
 /// ffmpeg program does: `ffmpeg -i F -ac 1 -ar 22050 -f f32le -` times 256, sample for sample)
 /// and scaled as decode_options say: memory stays bounded by the pieces asked for, whatever
 /// the length of the file. Every error is a soundnet::io_error naming the file: a missing or
-/// unreadable file, a file FFmpeg cannot open, one without an audio stream, corrupt or
+/// unreadable file, a file FFmpeg cannot open, one without an audio stream, a rate or channel
+/// count beyond `limits` (corrupt or exotic headers), corrupt or
 /// truncated audio data (the truncation checks run when the end is reached), or no audio at
 /// all in the requested range.
 class audio_reader {

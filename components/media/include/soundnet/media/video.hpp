@@ -20,11 +20,15 @@ struct video_frame {
   std::vector<std::uint8_t> bgr;
 };
 
+/// The largest frame read, in pixels (8192 x 8192; 8K UHD is half of it): FFmpeg's decoder is
+/// told so, and a larger frame is an error rather than gigabytes of buffers.
+inline constexpr long long max_frame_pixels = 1LL << 26;
+
 /// Decodes the best video stream of a file and returns one frame per 1/rate seconds: for the
 /// times 0, 1/rate, 2/rate, ... the first frame shown at or after that time (as `ffmpeg -vf fps`
 /// samples a stream), converted to BGR at the stream's size with libswscale. Every error is a
 /// soundnet::io_error naming the file: a file FFmpeg cannot open, one without a video stream
-/// (or with only a cover picture), corrupt video data.
+/// (or with only a cover picture), corrupt video data, frames over max_frame_pixels.
 class frame_reader {
  public:
   frame_reader(const std::string& path, double rate);
