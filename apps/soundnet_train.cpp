@@ -42,12 +42,12 @@ using soundnet::app::usage_error;
 
 struct settings {
   std::string arch, manifest, dataset, init, save, checkpoint, resume, dump_gradients, precision = "float32";
-  std::string loss = "kl", log, plot;
+  std::string loss = "kl", log, plot, non_finite = "stop";
   int scenes = 401, threads = 0, loader_threads = 2, prefetch = 4;
   long seed = 1, batch = 64, steps = 100000, crop = 0, hop = 110250, every = 0;
   long validation_videos = -1, validate_every = 100;
   double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, crop_seconds = 20;
-  bool no_shuffle = false;
+  bool no_shuffle = false, allow_outside_paths = false;
 };
 
 // The options a checkpoint records, under their metadata keys.
@@ -157,6 +157,55 @@ std::map<std::string, std::string> recorded_state(const settings& s, const std::
   return state;
 }
 
+// --non-finite: what a NaN or an infinity in the loss or in a gradient does. The check runs
+// after backward() and before the optimiser's step, so a poisoned value never reaches the
+// weights, the Adam moments or a checkpoint. "stop" ends the run naming the step and the
+// tensor; "skip" drops the batch (restoring the batch-norm statistics its forward moved) and
+// counts it, so that a resumed run draws the same batches as an uninterrupted one.
+template <class Model>
+struct non_finite_guard {
+  const settings& s;
+  long skipped = 0, in_a_row = 0;
+  std::vector<typename Model::value_type> statistics;
+  static constexpr long max_in_a_row = 10;
+
+  // Before the forward of a step.
+  void before(Model& net) {
+    if (s.non_finite == "skip") statistics = net.statistics_to_host();
+  }
+  // After backward(): true when the step may be applied.
+  bool accept(Model& net, double loss, long step) {
+    std::string what;
+    if (!std::isfinite(loss)) what = std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite");
+    else if (const auto name = net.non_finite_gradient(); !name.empty())
+      what = "the gradient of " + name + " holds a NaN or an infinity";
+    if (what.empty()) return in_a_row = 0, true;
+    if (s.non_finite != "skip")
+      throw soundnet::error("step " + std::to_string(step) + ": " + what +
+                            "; stopped before the update, so no weights or checkpoint hold it" +
+                            (s.checkpoint.empty() ? std::string() : " (the last good checkpoint is " + s.checkpoint + ")") +
+                            "; --non-finite skip skips such batches, a lower --lr may avoid them");
+    net.statistics_from_host(statistics);
+    ++skipped, ++in_a_row;
+    std::fprintf(stderr, "soundnet-train: step %ld: %s; batch skipped (%ld so far)\n", step, what.c_str(), skipped);
+    if (in_a_row >= max_in_a_row)
+      throw soundnet::error("step " + std::to_string(step) + ": " + std::to_string(in_a_row) +
+                            " batches in a row had non-finite values (" + what + "); stopping: the run has diverged, "
+                            "lower --lr");
+    return false;
+  }
+  // The batches skipped by the run a checkpoint continues.
+  void resume_from(const std::map<std::string, std::string>& meta) {
+    const auto it = meta.find("skipped_batches");
+    if (it == meta.end()) return;
+    try {
+      skipped = std::stol(it->second);
+    } catch (const std::exception&) {
+      throw soundnet::weights_error(s.resume, "checkpoint metadata 'skipped_batches' is not a number: " + it->second);
+    }
+  }
+};
+
 soundnet::adam_options adam_options_of(const settings& s) {
   soundnet::adam_options options;
   options.lr = s.lr, options.beta1 = s.beta1, options.beta2 = s.beta2;
@@ -193,7 +242,7 @@ struct train {
 
     // ---- the manifest, validated whole before training ----
     soundnet::app::manifest_rules rules{Net::name, Net::objects, Net::scenes, model_t::min_input_length(), crop,
-                                        [](long n) { return model_t::output_length(n); }};
+                                        [](long n) { return model_t::output_length(n); }, s.allow_outside_paths};
     const auto clips = soundnet::app::read_training_manifest(s.manifest, rules);
     if (!crop)
       for (const auto& c : clips)
@@ -208,10 +257,11 @@ struct train {
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
     soundnet::adam opt(net, adam_options_of(s));
     const auto run_state = recorded_state(s, s.manifest);
+    non_finite_guard<model_t> guard{s};
     if constexpr (std::is_same_v<T, float>) {
       if (!s.resume.empty()) {
-        soundnet::io::load_checkpoint(net, opt, s.resume);
-        std::cerr << "resumed from " << s.resume << " at step " << opt.steps() << "\n";
+        guard.resume_from(soundnet::io::load_checkpoint(net, opt, s.resume));
+        std::cerr << "resumed from " << s.resume << " at step " << opt.steps() + guard.skipped << "\n";
       }
     }
 
@@ -227,10 +277,11 @@ struct train {
       if constexpr (std::is_same_v<T, float>) {
         auto meta = run_state;
         meta["data_position"] = std::to_string(step * batch);  // clips drawn so far
+        meta["skipped_batches"] = std::to_string(guard.skipped);
         soundnet::io::save_checkpoint(net, opt, s.checkpoint, meta);
       }
     };
-    for (long step = opt.steps(); step < s.steps; ++step) {
+    for (long step = opt.steps() + guard.skipped; step < s.steps; ++step) {
       for (long i = 0; i < batch; ++i) {
         const long position = step * batch + i;
         const long epoch = position / static_cast<long>(clips.size());
@@ -245,18 +296,18 @@ struct train {
         }
         fill_row<Net, T>(c, offset, hop, len, out_len, i, x, t_obj, t_scn);
       }
+      guard.before(net);
       net.forward(x, soundnet::mode::training);
       const double loss = net.kl_loss(t_obj, t_scn);
-      if (!std::isfinite(loss)) throw soundnet::error("loss is not finite at step " + std::to_string(step + 1));
       net.zero_grad();
       net.backward();
       if (step == 0 && !s.dump_gradients.empty()) dump_gradients(net, s.dump_gradients);
-      opt.step();
+      if (guard.accept(net, loss, step + 1)) opt.step();
       std::printf("step %ld/%ld loss %.8f\n", step + 1, s.steps, loss);
       std::fflush(stdout);
       if (!s.checkpoint.empty() && s.every && (step + 1) % s.every == 0 && step + 1 < s.steps) save_checkpoint(step + 1);
     }
-    if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps(), 0L));
+    if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps() + guard.skipped, 0L));
     soundnet::io::save_weights(net, s.save);
     return 0;
   }
@@ -333,9 +384,10 @@ struct train {
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
     soundnet::adam opt(net, adam_options_of(s));
     const auto run_state = recorded_state(s, s.dataset + "/index.bin");
+    non_finite_guard<model_t> guard{s};
     if (!s.resume.empty()) {
-      soundnet::io::load_checkpoint(net, opt, s.resume);
-      std::cerr << "resumed from " << s.resume << " at step " << opt.steps() << "\n";
+      guard.resume_from(soundnet::io::load_checkpoint(net, opt, s.resume));
+      std::cerr << "resumed from " << s.resume << " at step " << opt.steps() + guard.skipped << "\n";
     }
     std::fprintf(stderr, "soundnet-train: %s, %zu teacher(s), %zu training and %zu validation videos, %ld-sample crops (%ld output steps)\n",
                  Net::name, layout.teachers.size(), train_set.size(), val.size(), crop, steps_out);
@@ -385,17 +437,19 @@ struct train {
     auto save_checkpoint = [&](long step) {
       auto meta = run_state;
       meta["data_position"] = std::to_string(step * batch);
+      meta["skipped_batches"] = std::to_string(guard.skipped);
       soundnet::io::save_checkpoint(net, opt, s.checkpoint, meta);
     };
     const auto start = std::chrono::steady_clock::now();
-    const long first = opt.steps();
+    const long first = opt.steps() + guard.skipped;
     double train_sum = 0, train_base = 0;
     long train_count = 0;
-    for (long step = opt.steps(); step < s.steps; ++step) {
+    for (long step = first; step < s.steps; ++step) {
       auto b = loader.get(step);
       std::copy(b.audio.begin(), b.audio.end(), x.data());
       for (std::size_t t = 0; t < targets.size(); ++t) std::copy(b.targets[t].begin(), b.targets[t].end(), targets[t].data());
       loader.recycle(std::move(b));
+      guard.before(net);
       net.forward(x, soundnet::mode::training);
       double loss = 0;
       net.zero_grad();
@@ -414,11 +468,13 @@ struct train {
         }
         net.backward(grad);
       }
-      if (!std::isfinite(loss)) throw soundnet::error("loss is not finite at step " + std::to_string(step + 1));
-      opt.step();
-      train_sum += loss, ++train_count;
-      for (std::size_t t = 0; t < targets.size(); ++t)  // the baseline on the same crops
-        train_base += kl_constant(baseline_q[t], batch, layout.teachers[t].classes, steps_out, targets[t].data());
+      const bool accepted = guard.accept(net, loss, step + 1);
+      if (accepted) {
+        opt.step();
+        train_sum += loss, ++train_count;
+        for (std::size_t t = 0; t < targets.size(); ++t)  // the baseline on the same crops
+          train_base += kl_constant(baseline_q[t], batch, layout.teachers[t].classes, steps_out, targets[t].data());
+      }
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double rate = double(step + 1 - first) / std::max(seconds, 1e-9);
       const long left = static_cast<long>((s.steps - step - 1) / std::max(rate, 1e-9));
@@ -440,7 +496,7 @@ struct train {
       }
       if (!s.checkpoint.empty() && s.every && (step + 1) % s.every == 0 && !last) save_checkpoint(step + 1);
     }
-    if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps(), 0L));
+    if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps() + guard.skipped, 0L));
     soundnet::io::save_weights(net, s.save);
     log.close();
     const std::string plotted = plot_losses(log_path, plot_path, s.loss);
@@ -560,6 +616,12 @@ int main(int argc, char** argv) {
       ->check(soundnet::app::integer_at_least(1))
       ->needs(checkpoint);
   app.add_option("--resume", s.resume, "continue the run of this checkpoint (its options apply)")->excludes(init);
+  app.add_flag("--allow-outside-paths", s.allow_outside_paths,
+               "--manifest: let rows name files outside the manifest's folder (absolute paths, '..')");
+  app.add_option("--non-finite", s.non_finite,
+                 "a NaN or Inf in the loss or a gradient: stop (naming the step and tensor) or skip the batch")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"stop", "skip"}));
   app.add_option("--precision", s.precision, "float32, or float64 for numerical studies (no checkpoints)")
       ->capture_default_str();
   soundnet::app::add_threads_option(app, s.threads);
