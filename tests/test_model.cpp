@@ -292,3 +292,54 @@ BOOST_AUTO_TEST_CASE(fused_inference_equals_the_layer_by_layer_path) {
   net.kl_loss(t_obj, t_scn);                             // the logits are there
   BOOST_CHECK_THROW(net.backward(), soundnet::error);    // the activations are not
 }
+
+// The supervised loss against its definition, computed here from the logits in long double:
+// -log softmax over the first `classes` logits at the label, mean over batch and steps; its
+// gradient reaches the weights exactly as the hand-made logit gradient (softmax - one-hot) / (N T)
+// on those logits, zero on the head's other logits and on the second head.
+BOOST_AUTO_TEST_CASE(cross_entropy_is_its_definition_on_the_first_classes) {
+  using net_t = soundnet5<12, 5>;
+  const int classes = 7;
+  const std::vector<int> labels = {3, 0, 6};
+  const auto x = waveforms(3, 170000);  // several output steps: the mean over them is checked too
+  soundnet::model<net_t> a(5), b(5);
+  a.forward(x, soundnet::mode::training);
+  b.forward(x, soundnet::mode::training);
+  const double loss = a.cross_entropy_loss(labels, classes);
+  const auto z = a.object_logits();  // (3, 12, T)
+  const long n = 3, t = static_cast<long>(z.shape(2));
+  BOOST_REQUIRE_GE(t, 2);
+  long double want = 0;
+  xt::xtensor<float, 3> grad = xt::zeros<float>({std::size_t(3), std::size_t(12 + 5), std::size_t(t)});
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < t; ++j) {
+      long double zmax = -1e300L, se = 0;
+      for (int k = 0; k < classes; ++k) zmax = std::max<long double>(zmax, z(i, k, j));
+      for (int k = 0; k < classes; ++k) se += std::exp(static_cast<long double>(z(i, k, j)) - zmax);
+      const long double lse = zmax + std::log(se);
+      want -= static_cast<long double>(z(i, labels[std::size_t(i)], j)) - lse;
+      for (int k = 0; k < classes; ++k)
+        grad(i, k, j) = static_cast<float>(
+            (std::exp(static_cast<long double>(z(i, k, j)) - lse) - (k == labels[std::size_t(i)] ? 1.0L : 0.0L)) /
+            static_cast<long double>(n * t));
+    }
+  want /= static_cast<long double>(n * t);
+  BOOST_TEST(std::abs(loss - static_cast<double>(want)) <= 1e-6 * std::abs(static_cast<double>(want)) + 1e-9,
+             "loss " << loss << " against " << static_cast<double>(want));
+  a.zero_grad();
+  a.backward();
+  b.cross_entropy_loss(labels, classes);  // b's forward state as a's, then the hand-made gradient
+  b.zero_grad();
+  b.backward(grad);
+  const auto sa = a.gradients(), sb = b.gradients();  // host memory on the CPU backend
+  const std::vector<float> ga(sa.data(), sa.data() + sa.size()), gb(sb.data(), sb.data() + sb.size());
+  BOOST_REQUIRE_EQUAL(ga.size(), gb.size());
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < ga.size(); ++i)
+    worst = std::max(worst, double(std::abs(ga[i] - gb[i]))), scale = std::max(scale, double(std::abs(gb[i])));
+  BOOST_TEST(worst <= 1e-5 * scale, "largest gradient difference " << worst << " of " << scale);
+  // a label outside the classes, a wrong count, too many classes: errors
+  BOOST_CHECK_THROW(a.cross_entropy_loss({3, 0, 7}, classes), soundnet::error);
+  BOOST_CHECK_THROW(a.cross_entropy_loss({3, 0}, classes), soundnet::error);
+  BOOST_CHECK_THROW(a.cross_entropy_loss(labels, 13), soundnet::error);
+}

@@ -10,6 +10,7 @@
 #endif
 
 #include "core/abi.hpp"
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -107,6 +108,38 @@ class model {
   }
   /// The batch-norm running statistics, one contiguous device buffer.
   device_span<T> statistics() { return {stat_arena_.data(), stat_arena_.size()}; }
+
+  /// The name of the first trainable tensor whose gradient holds a NaN or an infinity (after
+  /// backward()), or "" when every gradient is finite. Training checks it before a step, so
+  /// that a poisoned gradient never reaches the weights (nor a checkpoint).
+  std::string non_finite_gradient() {
+    if (!has_gradients_) return "";
+    std::vector<T> host;
+    for (const auto& p : params_) {
+      if (!p.trainable() || !p.grad) continue;
+      for (std::size_t done = 0; done < p.size;) {  // in pieces: bounded host memory
+        const std::size_t n = std::min<std::size_t>(p.size - done, std::size_t(1) << 16);
+        host.resize(n);
+        O::copy_to_host(ctx_, p.grad + done, static_cast<long>(n), host.data());
+        for (std::size_t i = 0; i < n; ++i)
+          if (!std::isfinite(host[i])) return p.name;
+        done += n;
+      }
+    }
+    return "";
+  }
+  /// The batch-norm running statistics copied to the host, and back: a training step that is
+  /// abandoned (a non-finite loss or gradient skipped) restores the statistics its forward moved.
+  std::vector<T> statistics_to_host() {
+    std::vector<T> host(stat_arena_.size());
+    if (!host.empty()) O::copy_to_host(ctx_, stat_arena_.data(), static_cast<long>(host.size()), host.data());
+    return host;
+  }
+  void statistics_from_host(const std::vector<T>& host) {
+    if (host.size() != stat_arena_.size()) throw error("statistics_from_host: " + std::to_string(host.size()) +
+                                                       " values for " + std::to_string(stat_arena_.size()) + " statistics");
+    if (!host.empty()) O::copy_from_host(ctx_, host.data(), static_cast<long>(host.size()), stat_arena_.data());
+  }
 
   /// The device context the model's operations run on (scratch memory; streams on a GPU).
   context_type& context() { return ctx_; }
@@ -273,6 +306,40 @@ class model {
     return loss;
   }
 
+  /// The supervised loss (the paper's Table 5 "scratch init" baseline): cross-entropy of the
+  /// softmax over the first head's first `classes` logits against one class per waveform
+  /// (`labels`, each in [0, classes)), at every output step, mean over batch and steps. It is the
+  /// KL divergence against one-hot targets, computed by the same kernel as kl_loss(); the head's
+  /// other logits (and a second head) take no part and get a zero gradient, so the 1000-way
+  /// object head serves any `classes` up to `objects`. Stores d loss / d logits for backward().
+  double cross_entropy_loss(const std::vector<int>& labels, int classes) {
+    require_full_forward("cross_entropy_loss");
+    if (classes < 2 || classes > objects)
+      throw error("cross_entropy_loss: classes must be 2.." + std::to_string(objects) + " (the head's logits), got " +
+                  std::to_string(classes));
+    if (static_cast<long>(labels.size()) != batch_)
+      throw shape_error("cross_entropy_loss: " + std::to_string(labels.size()) + " labels for a batch of " +
+                        std::to_string(batch_));
+    const long t = lengths_[num_layers];
+    tensor onehot = xt::zeros<T>({static_cast<std::size_t>(batch_), static_cast<std::size_t>(classes),
+                                  static_cast<std::size_t>(t)});
+    for (long i = 0; i < batch_; ++i) {
+      const int y = labels[static_cast<std::size_t>(i)];
+      if (y < 0 || y >= classes)
+        throw error("cross_entropy_loss: label " + std::to_string(y) + " of waveform " + std::to_string(i) +
+                    " is outside 0.." + std::to_string(classes - 1));
+      for (long j = 0; j < t; ++j) onehot(static_cast<std::size_t>(i), static_cast<std::size_t>(y), static_cast<std::size_t>(j)) = T(1);
+    }
+    logit_grad_.resize(acts_[num_layers].size());
+    O::fill(ctx_, logit_grad_.data(), static_cast<long>(logit_grad_.size()), T(0));
+    target_objects_.resize(onehot.size());
+    O::copy_from_host(ctx_, onehot.data(), static_cast<long>(onehot.size()), target_objects_.data());
+    const double loss = O::softmax_kl(ctx_, acts_[num_layers].data(), batch_, objects + scenes, 0, classes, t,
+                                      target_objects_.data(), static_cast<double>(batch_) * t, logit_grad_.data());
+    has_logit_grad_ = true;
+    return loss;
+  }
+
   /// Creates the gradient buffers if they do not exist yet (inference never needs them).
   void require_gradients() {
     if (has_gradients_) return;
@@ -292,7 +359,7 @@ class model {
   /// Back-propagates the gradient stored by kl_loss(); gradients accumulate into the
   /// parameters' grads (call zero_grad() first for a fresh step).
   void backward() {
-    if (!has_logit_grad_) throw error("backward() needs kl_loss() after the last forward()");
+    if (!has_logit_grad_) throw error("backward() needs kl_loss() or cross_entropy_loss() after the last forward()");
     backward_from(logit_grad_.data());
   }
 

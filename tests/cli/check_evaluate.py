@@ -131,13 +131,32 @@ r1 = run(*args)
 r2 = run(*args)
 check(r1.returncode == 0 and "20 extracted, 0 cached" in r1.stderr, "20 clips from their audio " + r1.stderr[-200:])
 check(r2.returncode == 0 and "0 extracted, 20 cached" in r2.stderr, "a second run reads the cached features")
-lines1 = [l for l in r1.stdout.splitlines() if "mean accuracy" in l]
-check(lines1 == [l for l in r2.stdout.splitlines() if "mean accuracy" in l] and len(lines1) == 3,
-      "cached features give the same accuracies")
+def accuracies(out):  # "layer pool5: mean accuracy 0.5000 (SVM 0.0 s)": the figure, not the time
+    return [l.split(" (SVM")[0] for l in out.splitlines() if "mean accuracy" in l]
+lines1 = accuracies(r1.stdout)
+check(lines1 == accuracies(r2.stdout) and len(lines1) == 3,
+      "cached features give the same accuracies " + repr((lines1, accuracies(r2.stdout))))
 check("windows of 3 steps (500 rows)" in r1.stdout, "pool5: 27 steps per 10 s, 1 s windows of 3 steps at every position")
 check(r1.stdout.strip().splitlines()[-1].startswith("mean accuracy: "), "the last line is the mean accuracy")
 feat = np.load(os.path.join(cache, os.listdir(cache)[0], "pool5", pick[0][0].replace(".wav", ".npy")))
 check(feat.shape == (256, 27), f"cached pool5 of a 10 s clip: (256, 27), got {feat.shape}")
+# --features DIR: a cache layer folder evaluated alone gives the audio run's figure for that layer
+layer_dir = os.path.join(cache, os.listdir(cache)[0], "pool5")
+r = run("--features", layer_dir, "--meta", ameta, "--c", "0.01")
+pool5 = next((l for l in r1.stdout.splitlines() if l.startswith("layer pool5: mean accuracy")), "")
+got = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+check(r.returncode == 0 and pool5 and got == "mean accuracy: " + pool5.split()[4]
+      and "windows of 3 steps (500 rows)" in r.stdout, f"--features DIR (pool5's cache folder): {got} as from audio ({pool5})")
+partial = os.path.join(a.workdir, "features-dir")
+shutil.rmtree(partial, ignore_errors=True)
+shutil.copytree(layer_dir, partial)
+os.remove(os.path.join(partial, pick[3][0].replace(".wav", ".npy")))
+r = run("--features", partial, "--meta", ameta, "--c", "0.01")
+check(r.returncode == 1 and f"row 5 ({pick[3][0]}): no features" in r.stderr, "--features DIR without a clip's file: the row named")
+np.save(os.path.join(partial, pick[3][0].replace(".wav", ".npy")), np.zeros((256, 20), np.float32))
+r = run("--features", partial, "--meta", ameta, "--c", "0.01")
+check(r.returncode == 1 and pick[3][0].replace(".wav", ".npy") in r.stderr and "has shape (256, 20)" in r.stderr,
+      "--features DIR with a clip of another length: the file named")
 bmeta = os.path.join(a.workdir, "audio-missing.csv")
 with open(bmeta, "w") as f:
     f.write("filename,fold,target\n" + "".join(f"{r[0]},{r[1]},{r[2]}\n" for r in pick) + "9-999-A-0.wav,5,0\n")
@@ -145,6 +164,34 @@ r = run(*(args[:7] + [bmeta, "--layers", "pool5"]))
 check(r.returncode == 1 and "row 22 (9-999-A-0.wav)" in r.stderr, "a row whose audio is missing: the row named")
 r = run(*(args[:7] + [ameta, "--layers", "pool9"]))
 check(r.returncode == 2 and "unknown layer 'pool9'" in r.stderr, "an unknown layer: usage error with the known ones")
+
+# ---- --supervised: the scratch baseline's machinery on the same 20 clips (one epoch: its figures
+# on the whole of ESC-10 and ESC-50 are the opt-in tests labelled long) ---------------------------
+sup = ["--supervised", "--arch", "soundnet8", "--audio", os.path.join(esc, "audio-22k-mp3"), "--epochs", "1",
+       "--batch", "8", "--seed", "3"]
+out_sup = os.path.join(a.workdir, "supervised")
+r = run(*sup, "--meta", ameta, "--out", out_sup)
+res = json.load(open(os.path.join(out_sup, "results.json"))) if r.returncode == 0 else {}
+check(r.returncode == 0 and r.stdout.strip().splitlines()[-1].startswith("mean accuracy: ")
+      and len(res.get("folds", [])) == 5 and all(f["clips"] == 4 for f in res["folds"])
+      and all(p["train_clips"] == 16 and p["steps"] == 2 for p in res["per_fold"])
+      and np.array(res["confusion"]).sum() == 20, "--supervised: 5 folds, each trained on the other 16 clips, 20 tested "
+      + (r.stderr[-300:] if r.returncode else ""))
+r2 = run(*sup, "--meta", ameta)
+check(r2.returncode == 0 and [l for l in r.stdout.splitlines() if l.startswith("fold")] and
+      [l.split(" (")[0] for l in r.stdout.splitlines() if l.startswith("fold")] ==
+      [l.split(" (")[0] for l in r2.stdout.splitlines() if l.startswith("fold")], "--supervised: the same seed, the same results")
+r = run(*sup, "--meta", bmeta)
+check(r.returncode == 1 and "row 22 (9-999-A-0.wav)" in r.stderr, "--supervised: a row whose audio is missing: the row named")
+lone = os.path.join(a.workdir, "lone-class.csv")
+with open(lone, "w") as f:
+    f.write("filename,fold,target\n" + "".join(f"{r_[0]},{r_[1]},{r_[2]}\n" for r_ in pick)
+            + f"{rows[[r_[2] for r_ in rows].index('38')][0]},2,38\n")
+r = run(*sup, "--meta", lone)
+check(r.returncode == 1 and "class 38" in r.stderr and "no training clip" in r.stderr,
+      "--supervised: a class only in the test fold is named")
+r = run("--supervised", "--weights", "random", "--arch", "soundnet8", "--audio", esc, "--meta", ameta)
+check(r.returncode == 2, "--supervised with --weights: usage error")
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
