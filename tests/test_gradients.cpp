@@ -31,12 +31,22 @@ double dot(const vec& a, const vec& b) {
   return s;
 }
 
-// Central differences of f with respect to every element of x, compared with `analytic`.
+// Under a sanitizer (SOUNDNET_TEST_UNDER_SANITIZER) the arithmetic runs ten- to thirty-fold
+// slower: the same checks then take every 11th element (and the last) instead of all.
+#ifdef SOUNDNET_TEST_UNDER_SANITIZER
+constexpr std::size_t fd_stride = 11;
+#else
+constexpr std::size_t fd_stride = 1;
+#endif
+
+// Central differences of f with respect to every element of x (every fd_stride-th under a
+// sanitizer), compared with `analytic`.
 void check_gradient(const std::string& what, vec& x, const std::function<double()>& f, const vec& analytic,
                     double eps = 1e-6, double tol = 1e-6) {
   BOOST_REQUIRE_EQUAL(x.size(), analytic.size());
   double worst = 0;
   for (std::size_t i = 0; i < x.size(); ++i) {
+    if (i % fd_stride != 0 && i + 1 != x.size()) continue;
     const double keep = x[i];
     x[i] = keep + eps;
     const double up = f();
@@ -206,7 +216,12 @@ BOOST_AUTO_TEST_CASE(whole_soundnet5_matches_finite_differences) {
     if (!p.trainable()) continue;
     const vec analytic(p.grad, p.grad + p.size);
     double worst = 0;
-    for (std::size_t i : {std::size_t(0), p.size / 3, p.size / 2, p.size - 1}) {
+#ifdef SOUNDNET_TEST_UNDER_SANITIZER
+    const std::vector<std::size_t> at = {p.size / 3, p.size - 1};
+#else
+    const std::vector<std::size_t> at = {std::size_t(0), p.size / 3, p.size / 2, p.size - 1};
+#endif
+    for (std::size_t i : at) {
       // A small step: with ~2M ReLU inputs and max-pool windows, a step of 1e-6 moves some
       // activation across a kink, where the loss is not differentiable; 1e-8 still leaves
       // double rounding (~1e-16 / 1e-8) far below the tolerance.
@@ -225,5 +240,9 @@ BOOST_AUTO_TEST_CASE(whole_soundnet5_matches_finite_differences) {
     BOOST_TEST_INFO(p.name << ": worst error " << worst);
     BOOST_TEST(worst <= 1e-4);
   }
-  BOOST_TEST(checked == 4u * 20u);  // 4 blocks x (conv w, b, bn w, b) + 2 heads x (w, b)
+#ifdef SOUNDNET_TEST_UNDER_SANITIZER
+  BOOST_TEST(checked == 2u * 20u);
+#else
+  BOOST_TEST(checked == 4u * 20u);
+#endif  // 4 blocks x (conv w, b, bn w, b) + 2 heads x (w, b)
 }

@@ -205,9 +205,15 @@ def main():
     check(f"1 h: streamed pool5 equals the whole file ({samples} samples)", ok and diff <= 1e-5,
           f"shape {ours.shape} vs {ref.shape}, largest difference {diff:.2e} of the largest value")
 
-    flat = peaks["1 h"] <= 1.10 * peaks["1 min"] + 16
-    check("peak memory is flat: 1 h within 10% + 16 MiB of 1 min", flat,
-          f"{peaks['1 min']:.1f} MiB for 1 min, {peaks['1 h']:.1f} MiB for 1 h (whole-file forward: {whole_rss:.1f} MiB)")
+    if os.environ.get("SOUNDNET_UNDER_SANITIZER"):
+        # AddressSanitizer keeps freed memory in a quarantine (256 MiB) and adds shadow memory:
+        # its peaks are not the program's. The Release run of this test checks them.
+        print("SKIPPED (within this test): peak memory is flat -- under a sanitizer the peaks "
+              f"({peaks['1 min']:.1f} and {peaks['1 h']:.1f} MiB) include its quarantine")
+    else:
+        flat = peaks["1 h"] <= 1.10 * peaks["1 min"] + 16
+        check("peak memory is flat: 1 h within 10% + 16 MiB of 1 min", flat,
+              f"{peaks['1 min']:.1f} MiB for 1 min, {peaks['1 h']:.1f} MiB for 1 h (whole-file forward: {whole_rss:.1f} MiB)")
     print("MEMORY " + json.dumps({"stream_1min_mib": round(peaks["1 min"], 1), "stream_1h_mib": round(peaks["1 h"], 1),
                                   "whole_1h_mib": round(whole_rss, 1), "decode_1h_mib": round(decode_rss, 1),
                                   "samples_1h": samples, "launcher_floor_mib": round(floor, 1)}))
