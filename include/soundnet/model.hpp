@@ -144,6 +144,11 @@ class model {
   /// The device context the model's operations run on (scratch memory; streams on a GPU).
   context_type& context() { return ctx_; }
 
+  /// Data-parallel training: training-mode batch norm over the global batch, its sums taken
+  /// through `sync` (see batch_norm_sync; every process of the run must set it). nullptr: each
+  /// process's own batch (the default).
+  void synchronise_batch_norm(batch_norm_sync* sync) { ctx_.set_batch_norm_sync(sync); }
+
   /// Copies the values of `p` (a view of this model) to host memory (p.size values).
   void copy_to_host(const parameter<T>& p, T* host_dst) const { O::copy_to_host(ctx_, p.value, static_cast<long>(p.size), host_dst); }
   /// Sets the values of `p` (a view of this model) from host memory (p.size values).

@@ -49,6 +49,17 @@ struct device_span {
   std::size_t size() const { return count; }
 };
 
+/// Sums values across the processes of a data-parallel run, in place: every process passes its
+/// own values and receives the totals (an all-reduce over a communicator: MPI, NCCL, ...). A
+/// device context that is given one (context::set_batch_norm_sync) trains batch norm on the
+/// global batch: the batch statistics and their gradients are summed over the processes, so N
+/// processes with batch B/N compute what one process with batch B computes. Host memory,
+/// double precision (a few values per channel); every process must call it in the same order.
+struct batch_norm_sync {
+  virtual ~batch_norm_sync() = default;
+  virtual void sum(double* host_values, long count) = 0;
+};
+
 /// Operation table of a device. Only specialisations exist; asking for a device without one
 /// fails to compile.
 template <class Device, class T>

@@ -141,6 +141,11 @@ struct cpu {
     /// The threads the CPU ops use.
     int threads() const { return num_threads(); }
 
+    /// Synchronised batch norm: training-mode batch norm sums its statistics (and, backward,
+    /// their gradients) over the processes through `s`; null (the default) is a local batch.
+    void set_batch_norm_sync(batch_norm_sync* s) { sync_ = s; }
+    batch_norm_sync* batch_norm_sync_with() const { return sync_; }
+
    private:
     using bytes = detail::host_buffer<std::max_align_t>;
     template <class U>
@@ -151,6 +156,7 @@ struct cpu {
     }
     bytes shared_[slot_count];
     std::vector<bytes> per_thread_;
+    batch_norm_sync* sync_ = nullptr;
   };
 };
 

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <limits>
 #include <type_traits>
+#include <vector>
 
 #include "device.hpp"
 #include "kernels.hpp"
@@ -190,9 +191,17 @@ struct ops<cpu, T> {
 
   /// Training mode: normalise with batch statistics; update running statistics
   /// (momentum, unbiased variance); save mean and 1/sqrt(var + eps) for backward.
-  static void batch_norm_forward_train(context&, const T* x, long n, long c, long t, const T* gamma,
+  /// With a batch_norm_sync in the context (a data-parallel run) the statistics are those of
+  /// the global batch: two passes (the mean, then the squared deviations from it), each summed
+  /// over the processes, so every process normalises with the same values.
+  static void batch_norm_forward_train(context& ctx, const T* x, long n, long c, long t, const T* gamma,
                                        const T* beta, double eps, double momentum, T* running_mean,
                                        T* running_var, T* save_mean, T* save_invstd, T* y) {
+    if (batch_norm_sync* sync = ctx.batch_norm_sync_with()) {
+      batch_norm_forward_train_synced(*sync, x, n, c, t, gamma, beta, eps, momentum, running_mean, running_var,
+                                      save_mean, save_invstd, y);
+      return;
+    }
     const double m = static_cast<double>(n) * t;
 #pragma omp parallel for schedule(static)
     for (long ch = 0; ch < c; ++ch) {
@@ -246,9 +255,16 @@ struct ops<cpu, T> {
 
   /// Backward of batch norm. training: through the batch statistics (mean, invstd saved by
   /// forward); otherwise mean/invstd are the running ones and are constants.
-  static void batch_norm_backward(context&, const T* x, const T* dy, long n, long c, long t, const T* gamma,
+  /// With a batch_norm_sync in the context, training mode: the sums over the batch that dx
+  /// depends on are summed over the processes (dgamma and dbeta keep this process's share:
+  /// the gradient all-reduce adds the rest).
+  static void batch_norm_backward(context& ctx, const T* x, const T* dy, long n, long c, long t, const T* gamma,
                                   const T* mean, const T* invstd, bool training, T* dx, T* dgamma,
                                   T* dbeta) {
+    if (batch_norm_sync* sync = ctx.batch_norm_sync_with(); sync && training) {
+      batch_norm_backward_synced(*sync, x, dy, n, c, t, gamma, mean, invstd, dx, dgamma, dbeta);
+      return;
+    }
     const double m = static_cast<double>(n) * t;
 #pragma omp parallel for schedule(static)
     for (long ch = 0; ch < c; ++ch) {
@@ -697,6 +713,91 @@ struct ops<cpu, T> {
 
   // y = (x - mean) * scale + beta over n rows of length t, `stride` apart. Subtracting the
   // mean first keeps the absolute error small near 0, where the following ReLU decides.
+  // Per channel: sum over the batch and time of f(channel, x) (double).
+  template <class F>
+  static void channel_sums(const T* x, long n, long c, long t, double* out, F f) {
+#pragma omp parallel for schedule(static)
+    for (long ch = 0; ch < c; ++ch) {
+      double sum = 0;
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        double s1 = 0;
+#pragma omp simd reduction(+ : s1)
+        for (long j = 0; j < t; ++j) s1 += f(ch, static_cast<double>(xc[j]));
+        sum += s1;
+      }
+      out[ch] = sum;
+    }
+  }
+
+  static void batch_norm_forward_train_synced(batch_norm_sync& sync, const T* x, long n, long c, long t,
+                                              const T* gamma, const T* beta, double eps, double momentum,
+                                              T* running_mean, T* running_var, T* save_mean, T* save_invstd, T* y) {
+    std::vector<double> sums(static_cast<std::size_t>(c) + 1);
+    channel_sums(x, n, c, t, sums.data(), [](long, double v) { return v; });
+    sums[static_cast<std::size_t>(c)] = static_cast<double>(n) * t;  // this process's values per channel
+    sync.sum(sums.data(), c + 1);
+    const double m = sums[static_cast<std::size_t>(c)];
+    std::vector<double> mean(static_cast<std::size_t>(c)), sq(static_cast<std::size_t>(c));
+    for (long ch = 0; ch < c; ++ch) mean[std::size_t(ch)] = sums[std::size_t(ch)] / m;
+    const double* mu = mean.data();
+    channel_sums(x, n, c, t, sq.data(), [mu](long ch, double v) { return (v - mu[ch]) * (v - mu[ch]); });
+    sync.sum(sq.data(), c);
+#pragma omp parallel for schedule(static)
+    for (long ch = 0; ch < c; ++ch) {
+      const double var = sq[std::size_t(ch)] / m;
+      const double invstd = 1.0 / std::sqrt(var + eps);
+      const double unbiased = m > 1 ? sq[std::size_t(ch)] / (m - 1) : var;
+      save_mean[ch] = static_cast<T>(mu[ch]);
+      save_invstd[ch] = static_cast<T>(invstd);
+      running_mean[ch] = static_cast<T>((1 - momentum) * running_mean[ch] + momentum * mu[ch]);
+      running_var[ch] = static_cast<T>((1 - momentum) * running_var[ch] + momentum * unbiased);
+      normalize(x + ch * t, n, c * t, t, static_cast<T>(mu[ch]), static_cast<T>(gamma[ch] * invstd), beta[ch],
+                y + ch * t);
+    }
+  }
+
+  static void batch_norm_backward_synced(batch_norm_sync& sync, const T* x, const T* dy, long n, long c, long t,
+                                         const T* gamma, const T* mean, const T* invstd, T* dx, T* dgamma, T* dbeta) {
+    // [sum dy (C), sum dy * xhat (C), values per channel]: this process's, then everyone's
+    std::vector<double> sums(2 * static_cast<std::size_t>(c) + 1);
+#pragma omp parallel for schedule(static)
+    for (long ch = 0; ch < c; ++ch) {
+      const double mu = mean[ch], is = invstd[ch];
+      double sum_dy = 0, sum_dy_xhat = 0;
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        const T* dyc = dy + (i * c + ch) * t;
+        for (long j = 0; j < t; ++j) {
+          sum_dy += dyc[j];
+          sum_dy_xhat += dyc[j] * (xc[j] - mu) * is;
+        }
+      }
+      dgamma[ch] += static_cast<T>(sum_dy_xhat);
+      dbeta[ch] += static_cast<T>(sum_dy);
+      sums[std::size_t(ch)] = sum_dy;
+      sums[std::size_t(c + ch)] = sum_dy_xhat;
+    }
+    sums[2 * std::size_t(c)] = static_cast<double>(n) * t;
+    sync.sum(sums.data(), 2 * c + 1);
+    if (!dx) return;
+    const double m = sums[2 * std::size_t(c)];
+#pragma omp parallel for schedule(static)
+    for (long ch = 0; ch < c; ++ch) {
+      const double is = invstd[ch], mu = mean[ch], a = gamma[ch] * is;
+      const double mean_dy = sums[std::size_t(ch)] / m, mean_dy_xhat = sums[std::size_t(c + ch)] / m;
+      for (long i = 0; i < n; ++i) {
+        const T* xc = x + (i * c + ch) * t;
+        const T* dyc = dy + (i * c + ch) * t;
+        T* dxc = dx + (i * c + ch) * t;
+        for (long j = 0; j < t; ++j) {
+          const double xhat = (xc[j] - mu) * is;
+          dxc[j] = static_cast<T>(a * (dyc[j] - mean_dy - xhat * mean_dy_xhat));
+        }
+      }
+    }
+  }
+
   static void normalize(const T* x, long n, long stride, long t, T mean, T scale, T beta, T* y) {
     for (long i = 0; i < n; ++i) {
       const T* xr = x + i * stride;
