@@ -21,12 +21,26 @@
 // fingerprint. --resume takes those from the checkpoint; a flag given with it that contradicts
 // the checkpoint is an error. Results do not depend on --threads, so a run may resume with
 // another thread count and continue bit for bit.
+//
+// Data-parallel (--dataset): `mpirun -np N soundnet-train ...` (or srun) trains one model on N
+// processes when the program is built with MPI (SOUNDNET_WITH_MPI). --batch-size is the global
+// batch: each rank loads its own B/N rows of every batch, the gradients are summed over the ranks
+// (MPI all-reduce) and every rank takes the same Adam step. --sync-batch-norm computes the batch
+// statistics over the global batch, so that N ranks compute what one process with the whole
+// batch computes (up to rounding); without it each rank normalises its own rows and the running
+// statistics are averaged. Rank 0 prints, writes the log, the plot, the checkpoints and the
+// weights. A checkpoint resumes on any number of ranks that divides the batch (the batches are
+// those of the global positions). docs/scaling.md.
 #include <soundnet/app/cli.hpp>
 #include <soundnet/app/inputs.hpp>
 #include <soundnet/app/loader.hpp>
 #include <soundnet/app/manifest.hpp>
 #include <soundnet/app/waveform.hpp>
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+#include <soundnet/distributed/communicator.hpp>
+#endif
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <cmath>
@@ -34,6 +48,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <numeric>
 
 namespace {
@@ -46,8 +61,52 @@ struct settings {
   int scenes = 401, threads = 0, loader_threads = 2, prefetch = 4;
   long seed = 1, batch = 64, steps = 100000, crop = 0, hop = 110250, every = 0;
   long validation_videos = -1, validate_every = 100;
-  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, crop_seconds = 20;
-  bool no_shuffle = false, allow_outside_paths = false;
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, crop_seconds = 20, collective_timeout = 300;
+  bool no_shuffle = false, allow_outside_paths = false, sync_batch_norm = false;
+};
+
+std::string exact(double x);
+
+// The processes training one model: this one alone, or the ranks of an MPI launch.
+struct world {
+  int rank = 0, size = 1;
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+  std::unique_ptr<soundnet::distributed::communicator> comm;
+  std::unique_ptr<soundnet::distributed::batch_norm_sum> batch_norm;
+#endif
+  bool leader() const { return rank == 0; }
+  bool parallel() const { return size > 1; }
+  template <class T>
+  void sum(T* values, std::size_t count, const std::string& what) {
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+    if (comm) comm->sum(values, count, what);
+#endif
+    (void)values, (void)count, (void)what;
+  }
+  void barrier(const std::string& what) {
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+    if (comm) comm->barrier(what);
+#endif
+    (void)what;
+  }
+  void at_step(long step) {
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+    if (comm) comm->at_step(step);
+#endif
+    (void)step;
+  }
+  // Every rank must hold the same weights and statistics: their checksums are compared.
+  void check_same(double checksum, long step) {
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+    if (!comm) return;
+    double lo = 0, hi = 0;
+    comm->min_max(checksum, lo, hi, "the weights' checksum comparison");
+    if (lo != hi)
+      throw soundnet::error("after step " + std::to_string(step) + " the ranks hold different weights (checksums " +
+                            exact(lo) + " to " + exact(hi) + "): their all-reduces disagreed");
+#endif
+    (void)checksum, (void)step;
+  }
 };
 
 // The options a checkpoint records, under their metadata keys.
@@ -60,7 +119,7 @@ const recorded recorded_options[] = {
     {"--no-shuffle", "shuffle"}, {"--target-hop-samples", "target_hop_samples"},
     {"--lr", "adam_lr"},         {"--beta1", "adam_beta1"},      {"--beta2", "adam_beta2"},
     {"--scenes", "scenes"},      {"--loss", "loss"},             {"--crop-seconds", "crop_seconds"},
-    {"--validation-videos", "validation_videos"}};
+    {"--validation-videos", "validation_videos"}, {"--sync-batch-norm", "sync_batch_norm"}};
 
 std::string exact(double x) {
   char buf[40];
@@ -82,6 +141,7 @@ std::string value_of(const settings& s, const std::string& key) {
   if (key == "loss") return s.loss;
   if (key == "crop_seconds") return exact(s.crop_seconds);
   if (key == "validation_videos") return std::to_string(s.validation_videos);
+  if (key == "sync_batch_norm") return s.sync_batch_norm ? "1" : "0";
   throw std::logic_error("unknown recorded option " + key);
 }
 
@@ -102,6 +162,7 @@ void set_value(settings& s, const std::string& key, const std::string& v, const 
       else if (key == "target_hop_samples") s.hop = n;
       else if (key == "scenes") s.scenes = static_cast<int>(n);
       else if (key == "validation_videos") s.validation_videos = n;
+      else if (key == "sync_batch_norm") s.sync_batch_norm = n != 0;
     }
     if (used != v.size()) throw std::invalid_argument(v);
   } catch (const std::exception&) {
@@ -214,6 +275,7 @@ soundnet::adam_options adam_options_of(const settings& s) {
 
 struct train {
   const settings& s;
+  world& w;
 
   template <class Net>
   int operator()() const {
@@ -221,6 +283,8 @@ struct train {
       if (s.precision != "float32") throw usage_error("--dataset trains in float32 (--precision float32)");
       return run_dataset<Net>();
     }
+    if (w.parallel())
+      throw usage_error("data-parallel training (" + std::to_string(w.size) + " ranks) reads a dataset store: give --dataset");
     if constexpr (Net::scenes == 0) {
       throw usage_error("the manifest mode trains two heads (objects and scenes)");
     } else {
@@ -367,6 +431,10 @@ struct train {
                         ": it needs at least " + std::to_string(double(model_t::min_input_length()) / layout.sample_rate) + " s");
     const long steps_out = model_t::output_length(crop);
     const long batch = s.batch;
+    if (batch % w.size != 0)
+      throw usage_error("--batch-size " + std::to_string(batch) + " is not a multiple of the " + std::to_string(w.size) +
+                        " ranks: each rank takes an equal part of every batch");
+    const long local = batch / w.size;  // this rank's rows of each batch
 
     // the split: validation videos by the hash of their names, the rest for training
     const std::size_t n_val = static_cast<std::size_t>(s.validation_videos);
@@ -383,14 +451,31 @@ struct train {
     model_t net(static_cast<std::uint64_t>(s.seed));
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
     soundnet::adam opt(net, adam_options_of(s));
-    const auto run_state = recorded_state(s, s.dataset + "/index.bin");
+    auto run_state = recorded_state(s, s.dataset + "/index.bin");
+    run_state["ranks"] = std::to_string(w.size);
     non_finite_guard<model_t> guard{s};
     if (!s.resume.empty()) {
-      guard.resume_from(soundnet::io::load_checkpoint(net, opt, s.resume));
-      std::cerr << "resumed from " << s.resume << " at step " << opt.steps() + guard.skipped << "\n";
+      const auto meta = soundnet::io::load_checkpoint(net, opt, s.resume);
+      guard.resume_from(meta);
+      if (w.leader()) {
+        std::cerr << "resumed from " << s.resume << " at step " << opt.steps() + guard.skipped << "\n";
+        const auto ranks = meta.find("ranks");
+        const std::string then = ranks == meta.end() ? "1" : ranks->second;
+        if (then != std::to_string(w.size))
+          std::fprintf(stderr, "soundnet-train: the checkpoint was written by %s rank(s), this run has %d: the same global "
+                       "batches are split into %d part(s)%s\n", then.c_str(), w.size, w.size,
+                       s.sync_batch_norm ? " (synchronised batch norm: the same computation up to rounding)"
+                                         : "; without --sync-batch-norm batch norm now sees the clips of another part size");
+      }
     }
-    std::fprintf(stderr, "soundnet-train: %s, %zu teacher(s), %zu training and %zu validation videos, %ld-sample crops (%ld output steps)\n",
-                 Net::name, layout.teachers.size(), train_set.size(), val.size(), crop, steps_out);
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+    if (w.parallel() && s.sync_batch_norm) net.synchronise_batch_norm(w.batch_norm.get());
+#endif
+    if (w.leader())
+      std::fprintf(stderr, "soundnet-train: %s, %zu teacher(s), %zu training and %zu validation videos, %ld-sample crops (%ld output steps)%s\n",
+                   Net::name, layout.teachers.size(), train_set.size(), val.size(), crop, steps_out,
+                   w.parallel() ? (", " + std::to_string(w.size) + " ranks x " + std::to_string(local) + " clips, batch norm " +
+                                   (s.sync_batch_norm ? "synchronised" : "per rank")).c_str() : "");
 
     // validation: the first crop of each held-out video (repeated circularly), in eval mode, by
     // the model's own KL (its gradient is not used)
@@ -402,7 +487,8 @@ struct train {
       if (val.empty()) return baseline = NAN, double(NAN);
       std::vector<std::vector<float>> targets;
       tensor x = xt::zeros<float>({std::size_t(1), std::size_t(1), std::size_t(crop)});
-      for (auto v : val) {
+      for (std::size_t i = static_cast<std::size_t>(w.rank); i < val.size(); i += static_cast<std::size_t>(w.size)) {
+        const auto v = val[i];  // each rank its share of the held-out videos
         store.read_audio(v, 0, crop, x.data());
         soundnet::app::crop_targets(store, v, 0, crop, steps_out, targets);
         for (std::size_t t = 0; t < targets.size(); ++t) {
@@ -413,28 +499,36 @@ struct train {
         if constexpr (Net::scenes == 0) loss += net.kl_loss(val_targets[0]);
         else loss += net.kl_loss(val_targets[0], val_targets[1]);
       }
+      double sums[2] = {loss, base};
+      w.sum(sums, 2, "the validation losses' all-reduce");
+      loss = sums[0], base = sums[1];
       baseline = base / double(val.size());
       return loss / double(val.size());
     };
 
     const std::string log_path = s.log.empty() ? s.save + ".log.csv" : s.log;
     const std::string plot_path = s.plot.empty() ? s.save + ".loss.png" : s.plot;
-    for (const auto& file : {s.save, s.checkpoint, log_path, plot_path}) {  // the folders they go in
-      const auto folder = std::filesystem::path(file).parent_path();
-      if (!file.empty() && !folder.empty()) soundnet::app::make_directory(folder.string());
+    std::ofstream log;  // rank 0's
+    if (w.leader()) {
+      for (const auto& file : {s.save, s.checkpoint, log_path, plot_path}) {  // the folders they go in
+        const auto folder = std::filesystem::path(file).parent_path();
+        if (!file.empty() && !folder.empty()) soundnet::app::make_directory(folder.string());
+      }
+      const bool continue_log = opt.steps() > 0 && std::filesystem::exists(log_path) && std::filesystem::file_size(log_path) > 0;
+      log.open(log_path, continue_log ? std::ios::app : std::ios::trunc);  // a resumed run continues its log
+      if (!log) throw soundnet::io_error(log_path, "cannot write the training log");
+      if (!continue_log) log << "step,train_loss,train_baseline_kl,validation_kl,validation_baseline_kl,seconds\n";
     }
-    const bool continue_log = opt.steps() > 0 && std::filesystem::exists(log_path) && std::filesystem::file_size(log_path) > 0;
-    std::ofstream log(log_path, continue_log ? std::ios::app : std::ios::trunc);  // a resumed run continues its log
-    if (!log) throw soundnet::io_error(log_path, "cannot write the training log");
-    if (!continue_log) log << "step,train_loss,train_baseline_kl,validation_kl,validation_baseline_kl,seconds\n";
 
     soundnet::app::batch_loader loader(store, train_set, batch, crop, steps_out, static_cast<std::uint64_t>(s.seed),
-                                       !s.no_shuffle, s.loader_threads, s.prefetch);
-    tensor x = xt::zeros<float>({std::size_t(batch), std::size_t(1), std::size_t(crop)});
+                                       !s.no_shuffle, s.loader_threads, s.prefetch, w.rank * local, local);
+    tensor x = xt::zeros<float>({std::size_t(local), std::size_t(1), std::size_t(crop)});
     std::vector<tensor> targets;
     for (const auto& t : layout.teachers)
-      targets.push_back(xt::zeros<float>({std::size_t(batch), std::size_t(t.classes), std::size_t(steps_out)}));
+      targets.push_back(xt::zeros<float>({std::size_t(local), std::size_t(t.classes), std::size_t(steps_out)}));
     auto save_checkpoint = [&](long step) {
+      w.check_same(checksum(net), step);
+      if (!w.leader()) return;
       auto meta = run_state;
       meta["data_position"] = std::to_string(step * batch);
       meta["skipped_batches"] = std::to_string(guard.skipped);
@@ -444,7 +538,13 @@ struct train {
     const long first = opt.steps() + guard.skipped;
     double train_sum = 0, train_base = 0;
     long train_count = 0;
+    const auto gradients = net.gradients();
+    const auto statistics = net.statistics();
+    std::vector<double> step_seconds, reduce_seconds;  // each step's time, and its all-reduces' (docs/scaling.md)
+    using clock = std::chrono::steady_clock;
     for (long step = first; step < s.steps; ++step) {
+      const auto step_start = clock::now();
+      w.at_step(step + 1);
       auto b = loader.get(step);
       std::copy(b.audio.begin(), b.audio.end(), x.data());
       for (std::size_t t = 0; t < targets.size(); ++t) std::copy(b.targets[t].begin(), b.targets[t].end(), targets[t].data());
@@ -463,47 +563,99 @@ struct train {
         long c_begin = 0;
         for (std::size_t t = 0; t < targets.size(); ++t) {
           const long c = layout.teachers[t].classes;
-          loss += l2_head(logits.data(), batch, Net::objects + Net::scenes, c_begin, c, steps_out, targets[t].data(), grad.data());
+          loss += l2_head(logits.data(), local, Net::objects + Net::scenes, c_begin, c, steps_out, targets[t].data(), grad.data());
           c_begin += c;
         }
         net.backward(grad);
       }
+      double base = 0;
+      for (std::size_t t = 0; t < targets.size(); ++t)  // the baseline on the same crops
+        base += kl_constant(baseline_q[t], local, layout.teachers[t].classes, steps_out, targets[t].data());
+      if (w.parallel()) {  // each rank's loss is the mean over its rows: the batch's is their mean
+        const auto reduce_start = clock::now();
+        double sums[2] = {loss, base};
+        w.sum(sums, 2, "the loss all-reduce");
+        loss = sums[0] / w.size, base = sums[1] / w.size;
+        w.sum(gradients.data(), gradients.size(), "the gradient all-reduce");
+        const float scale = 1.0f / static_cast<float>(w.size);
+        for (std::size_t i = 0; i < gradients.size(); ++i) gradients.data()[i] *= scale;
+        if (!s.sync_batch_norm) {  // each rank's running statistics are of its own rows: their mean
+          w.sum(statistics.data(), statistics.size(), "the batch-norm running statistics' all-reduce");
+          for (std::size_t i = 0; i < statistics.size(); ++i) statistics.data()[i] *= scale;
+        }
+        reduce_seconds.push_back(std::chrono::duration<double>(clock::now() - reduce_start).count());
+      }
+      if (step == 0 && !s.dump_gradients.empty() && w.leader()) dump_gradients(net, s.dump_gradients);  // the batch's
       const bool accepted = guard.accept(net, loss, step + 1);
       if (accepted) {
         opt.step();
         train_sum += loss, ++train_count;
-        for (std::size_t t = 0; t < targets.size(); ++t)  // the baseline on the same crops
-          train_base += kl_constant(baseline_q[t], batch, layout.teachers[t].classes, steps_out, targets[t].data());
+        train_base += base;
       }
+      step_seconds.push_back(std::chrono::duration<double>(clock::now() - step_start).count());
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double rate = double(step + 1 - first) / std::max(seconds, 1e-9);
       const long left = static_cast<long>((s.steps - step - 1) / std::max(rate, 1e-9));
-      std::printf("step %ld/%ld loss %.8f (%.2f steps/s, ETA %ld:%02ld:%02ld)\n", step + 1, s.steps, loss, rate,
-                  left / 3600, left / 60 % 60, left % 60);
-      std::fflush(stdout);
+      if (w.leader()) {
+        std::printf("step %ld/%ld loss %.8f (%.2f steps/s, ETA %ld:%02ld:%02ld)\n", step + 1, s.steps, loss, rate,
+                    left / 3600, left / 60 % 60, left % 60);
+        std::fflush(stdout);
+      }
       const bool last = step + 1 == s.steps;
       if ((s.validate_every > 0 && (step + 1) % s.validate_every == 0) || last) {
         double baseline = 0;
         const double v = validate(baseline);
         const double mean_train = train_sum / double(train_count), mean_base = train_base / double(train_count);
-        std::printf("at step %ld: training %s %.6f (baseline KL %.6f); validation KL %.6f (baseline %.6f); "
+        if (w.leader()) std::printf("at step %ld: training %s %.6f (baseline KL %.6f); validation KL %.6f (baseline %.6f); "
                     "baseline: always predicting the training set's mean teacher distribution\n",
                     step + 1, s.loss.c_str(), mean_train, mean_base, v, baseline);
         std::fflush(stdout);
-        log << step + 1 << ',' << mean_train << ',' << mean_base << ',' << v << ',' << baseline << ',' << seconds << '\n'
+        if (w.leader()) log << step + 1 << ',' << mean_train << ',' << mean_base << ',' << v << ',' << baseline << ',' << seconds << '\n'
             << std::flush;
         train_sum = 0, train_base = 0, train_count = 0;
       }
       if (!s.checkpoint.empty() && s.every && (step + 1) % s.every == 0 && !last) save_checkpoint(step + 1);
     }
     if (!s.checkpoint.empty()) save_checkpoint(std::max(opt.steps() + guard.skipped, 0L));
+    else w.check_same(checksum(net), s.steps);
+    if (!w.leader()) {
+      w.barrier("the end of the run (rank 0 writing the weights)");  // no rank waits in MPI_Finalize without a timeout
+      return 0;
+    }
     soundnet::io::save_weights(net, s.save);
     log.close();
     const std::string plotted = plot_losses(log_path, plot_path, s.loss);
     std::fprintf(stderr, "soundnet-train: weights %s%s%s, log %s, %s; the loader kept the optimiser waiting %.2f s\n",
                  s.save.c_str(), s.checkpoint.empty() ? "" : ", checkpoint ", s.checkpoint.c_str(), log_path.c_str(),
                  plotted.c_str(), loader.waited_seconds());
+    if (!step_seconds.empty())
+      std::fprintf(stderr, "soundnet-train: median step %.4f s (forward, backward, %sAdam; without validation)%s\n",
+                   median(step_seconds), w.parallel() ? "all-reduces, " : "",
+                   w.parallel() ? (", of which the all-reduces " + fixed4(median(reduce_seconds)) + " s (" +
+                                   std::to_string(gradients.size() * sizeof(float)) + " bytes of gradients)").c_str() : "");
+    w.barrier("the end of the run (rank 0 writing the weights)");
     return 0;
+  }
+
+  static double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  }
+  static std::string fixed4(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4f", x);
+    return buf;
+  }
+
+  // A checksum of the weights and running statistics (equal on every rank of a run).
+  template <class Model>
+  static double checksum(Model& net) {
+    double sum = 0;
+    const auto p = net.parameter_arena(), st = net.statistics();
+    for (std::size_t i = 0; i < p.size(); ++i) sum += double(p.data()[i]) * double(i % 1021 + 1);
+    for (std::size_t i = 0; i < st.size(); ++i) sum += double(st.data()[i]) * double(i % 1019 + 1);
+    return sum;
   }
 
   // The logits of every head, (N, classes of all heads, T), of the last forward.
@@ -610,7 +762,8 @@ int main(int argc, char** argv) {
   app.add_option("--target-hop-samples", s.hop, "the audio covered by one target row")
       ->capture_default_str()
       ->check(soundnet::app::integer_at_least(1));
-  app.add_option("--dump-gradients", s.dump_gradients, "write the first step's gradients (safetensors)");
+  app.add_option("--dump-gradients", s.dump_gradients,
+                 "write the first step's gradients (safetensors; of the whole batch in a data-parallel run)");
   auto* checkpoint = app.add_option("--checkpoint", s.checkpoint, "write a checkpoint here at the end (and every K steps)");
   app.add_option("--checkpoint-every", s.every, "write the checkpoint every K steps")
       ->check(soundnet::app::integer_at_least(1))
@@ -622,6 +775,15 @@ int main(int argc, char** argv) {
                  "a NaN or Inf in the loss or a gradient: stop (naming the step and tensor) or skip the batch")
       ->capture_default_str()
       ->check(CLI::IsMember({"stop", "skip"}));
+  app.add_flag("--sync-batch-norm", s.sync_batch_norm,
+               "--dataset under mpirun/srun: batch statistics over the global batch (N ranks then compute what one "
+               "process with the whole batch computes); default: each rank's own rows")
+      ->needs(dataset);
+  app.add_option("--collective-timeout", s.collective_timeout,
+                 "--dataset under mpirun/srun: seconds a rank waits for the others in an all-reduce before naming the "
+                 "missing ranks and stopping the run")
+      ->capture_default_str()
+      ->check(soundnet::app::number_in(1, 86400));
   app.add_option("--precision", s.precision, "float32, or float64 for numerical studies (no checkpoints)")
       ->capture_default_str();
   soundnet::app::add_threads_option(app, s.threads);
@@ -642,8 +804,25 @@ int main(int argc, char** argv) {
       if (s.validation_videos < 0)
         s.validation_videos = store.size() >= 2 ? std::max<long>(1, std::lround(0.05 * double(store.size()))) : 0;
     }
-    if (!s.resume.empty()) resolve_resume(app, s);
-    soundnet::app::apply_threads(s.threads);
-    return soundnet::app::with_architecture(s.arch, s.scenes, train{s});
+    world w;
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+    if (soundnet::distributed::launched()) {
+      w.comm = std::make_unique<soundnet::distributed::communicator>(s.collective_timeout, "soundnet-train");
+      w.rank = w.comm->rank(), w.size = w.comm->size();
+      w.batch_norm = std::make_unique<soundnet::distributed::batch_norm_sum>(*w.comm);
+      std::fprintf(stderr, "soundnet-train: %s\n", w.comm->name().c_str());
+    }
+#endif
+    try {
+      if (!s.resume.empty()) resolve_resume(app, s);
+      soundnet::app::apply_threads(s.threads);
+      return soundnet::app::with_architecture(s.arch, s.scenes, train{s, w});
+    } catch (const std::exception& e) {
+#ifdef SOUNDNET_TRAIN_WITH_MPI
+      // one rank's error stops them all (the others would wait in the next all-reduce)
+      if (w.parallel()) w.comm->abort(e.what(), dynamic_cast<const usage_error*>(&e) ? 2 : 1);
+#endif
+      throw;
+    }
   });
 }

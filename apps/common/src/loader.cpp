@@ -88,10 +88,14 @@ std::vector<std::vector<double>> mean_distribution(const data::store_reader& sto
 }
 
 batch_loader::batch_loader(const data::store_reader& store, std::vector<std::size_t> videos, long batch, long crop,
-                           long steps, std::uint64_t seed, bool shuffle, int threads, int prefetch)
-    : store_(store), videos_(std::move(videos)), batch_(batch), crop_(crop), steps_(steps), seed_(seed),
-      shuffle_(shuffle), prefetch_(std::max(1, prefetch)) {
+                           long steps, std::uint64_t seed, bool shuffle, int threads, int prefetch, long first,
+                           long rows)
+    : store_(store), videos_(std::move(videos)), batch_(batch), crop_(crop), steps_(steps), first_(first),
+      rows_(rows < 0 ? batch : rows), seed_(seed), shuffle_(shuffle), prefetch_(std::max(1, prefetch)) {
   if (videos_.empty()) throw error("no training videos");
+  if (first_ < 0 || rows_ < 1 || first_ + rows_ > batch_)
+    throw error("rows " + std::to_string(first_) + ".." + std::to_string(first_ + rows_ - 1) + " are not in a batch of " +
+                std::to_string(batch_));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { work(); });
 }
 
@@ -116,17 +120,17 @@ training_batch batch_loader::make(long k) {
     if (!pool_.empty()) b = std::move(pool_.back()), pool_.pop_back();
   }
   b.index = k;
-  b.audio.resize(std::size_t(batch_ * crop_));  // every value is written below
+  b.audio.resize(std::size_t(rows_ * crop_));  // every value is written below
   const auto& layout = store_.layout();
   b.targets.resize(layout.teachers.size());
   for (std::size_t t = 0; t < layout.teachers.size(); ++t)
-    b.targets[t].resize(std::size_t(batch_) * std::size_t(layout.teachers[t].classes) * std::size_t(steps_));
+    b.targets[t].resize(std::size_t(rows_) * std::size_t(layout.teachers[t].classes) * std::size_t(steps_));
   const long n = static_cast<long>(videos_.size());
   long epoch = -1;
   std::vector<long> order;
   std::vector<std::vector<float>> targets;
-  for (long j = 0; j < batch_; ++j) {
-    const long position = k * batch_ + j;
+  for (long j = 0; j < rows_; ++j) {
+    const long position = k * batch_ + first_ + j;
     if (position / n != epoch) epoch = position / n, order = epoch_order(videos_.size(), seed_, epoch, shuffle_);
     const std::size_t video = videos_[std::size_t(order[std::size_t(position % n)])];
     const long samples = static_cast<long>(store_.record(video).samples);

@@ -44,9 +44,10 @@ std::vector<std::vector<double>> mean_distribution(const data::store_reader& sto
 class batch_loader {
  public:
   /// Batches of `batch` crops of `crop` samples from `videos` of `store`, `steps` output steps
-  /// each; `threads` background threads keep up to `prefetch` batches ready.
+  /// each; `threads` background threads keep up to `prefetch` batches ready. A data-parallel
+  /// rank loads its own part of each batch: rows first .. first + rows - 1 (rows < 0: all).
   batch_loader(const data::store_reader& store, std::vector<std::size_t> videos, long batch, long crop, long steps,
-               std::uint64_t seed, bool shuffle, int threads, int prefetch);
+               std::uint64_t seed, bool shuffle, int threads, int prefetch, long first = 0, long rows = -1);
   ~batch_loader();
 
   /// Batch k (batches are asked for in increasing order, starting anywhere).
@@ -64,7 +65,7 @@ class batch_loader {
 
   const data::store_reader& store_;
   std::vector<std::size_t> videos_;
-  long batch_, crop_, steps_;
+  long batch_, crop_, steps_, first_, rows_;
   std::uint64_t seed_;
   bool shuffle_;
   int prefetch_;
