@@ -25,6 +25,9 @@ void crop_targets(const data::store_reader& store, std::size_t video, long start
   const int columns = layout.frame_columns();
   const float* rows = store.frames(video);
   const double sr = layout.sample_rate, duration = double(r.samples) / sr;
+  if (r.frames == 0 || r.samples == 0)  // a store written by other means than soundnet-prepare may hold one
+    throw io_error(store.directory(), "video " + std::to_string(video) + " (" + store.key(video) + ") has " +
+                                          (r.frames == 0 ? "no frames" : "no audio") + ": it gives no training targets");
   out.resize(layout.teachers.size());
   std::vector<double> weight(r.frames), sum;
   for (long s = 0; s < steps; ++s) {
