@@ -40,6 +40,16 @@ bool launched() {
   return std::getenv("PMIX_RANK") && env_long("SLURM_NTASKS") > 1;
 }
 
+namespace {
+void check(int rc, const std::string& name, const std::string& what) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int len = 0;
+  MPI_Error_string(rc, text, &len);
+  throw soundnet::error(name + ": " + what + " failed in MPI: " + std::string(text, static_cast<std::size_t>(len)));
+}
+}  // namespace
+
 struct communicator::state {
   int rank = 0, size = 1;
   double timeout = 300;
@@ -60,6 +70,19 @@ struct communicator::state {
       char out[message_bytes] = {};
       std::snprintf(out, sizeof out, "%s at step %ld", what.c_str(), step);
       MPI_Send(out, message_bytes, MPI_CHAR, st.MPI_SOURCE, tag_i_wait, diag);
+    }
+  }
+
+  // In-place all-reduce of `count` values, in buckets of bucket_values, each waited on with
+  // the timeout.
+  template <class T>
+  void all_reduce(T* values, std::size_t count, MPI_Datatype type, MPI_Op op, const std::string& what) {
+    for (std::size_t done = 0; done < count;) {
+      const std::size_t n = std::min(bucket_values, count - done);
+      MPI_Request r;
+      check(MPI_Iallreduce(MPI_IN_PLACE, values + done, static_cast<int>(n), type, op, MPI_COMM_WORLD, &r), name, what);
+      wait(r, what);
+      done += n;
     }
   }
 
@@ -162,43 +185,17 @@ int communicator::size() const { return s_->size; }
 const std::string& communicator::name() const { return s_->name; }
 void communicator::at_step(long step) { s_->step = step; }
 
-namespace {
-void check(int rc, const std::string& name, const std::string& what) {
-  if (rc == MPI_SUCCESS) return;
-  char text[MPI_MAX_ERROR_STRING] = {};
-  int len = 0;
-  MPI_Error_string(rc, text, &len);
-  throw soundnet::error(name + ": " + what + " failed in MPI: " + std::string(text, static_cast<std::size_t>(len)));
-}
-}  // namespace
-
 void communicator::sum(float* values, std::size_t count, const std::string& what) {
-  for (std::size_t done = 0; done < count;) {
-    const std::size_t n = std::min(bucket_values, count - done);
-    MPI_Request r;
-    check(MPI_Iallreduce(MPI_IN_PLACE, values + done, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &r),
-          s_->name, what);
-    s_->wait(r, what);
-    done += n;
-  }
+  s_->all_reduce(values, count, MPI_FLOAT, MPI_SUM, what);
 }
 
 void communicator::sum(double* values, std::size_t count, const std::string& what) {
-  for (std::size_t done = 0; done < count;) {
-    const std::size_t n = std::min(bucket_values, count - done);
-    MPI_Request r;
-    check(MPI_Iallreduce(MPI_IN_PLACE, values + done, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &r),
-          s_->name, what);
-    s_->wait(r, what);
-    done += n;
-  }
+  s_->all_reduce(values, count, MPI_DOUBLE, MPI_SUM, what);
 }
 
 void communicator::min_max(double value, double& smallest, double& largest, const std::string& what) {
   double v[2] = {-value, value};
-  MPI_Request r;
-  check(MPI_Iallreduce(MPI_IN_PLACE, v, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD, &r), s_->name, what);
-  s_->wait(r, what);
+  s_->all_reduce(v, 2, MPI_DOUBLE, MPI_MAX, what);
   smallest = -v[0], largest = v[1];
 }
 
