@@ -37,7 +37,9 @@ class model {
   static_assert(is_network_v<Net>,
                 "SOUNDNET_MODEL_NEEDS_A_NAMED_NETWORK_TYPE_(a sequential<...> with a static name)");
   static_assert(std::is_floating_point_v<T>, "SOUNDNET_MODEL_SCALAR_MUST_BE_FLOAT_OR_DOUBLE");
-  static_assert(check_device<Device, T>::value, "SOUNDNET_DEVICE_IS_INCOMPLETE");
+  static_assert(device_compiled_in<Device>::value,
+                "SOUNDNET_CUDA_DEVICE_IS_NOT_COMPILED_IN_(link_the_CMake_target_soundnet::cuda,_built_when_nvcc_is_found_or_with_SOUNDNET_WITH_CUDA=ON)");
+  static_assert(std::conjunction_v<device_compiled_in<Device>, check_device<Device, T>>, "SOUNDNET_DEVICE_IS_INCOMPLETE");
 
   template <class Seq>
   struct layer_tuple;

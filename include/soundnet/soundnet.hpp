@@ -7,6 +7,8 @@
 //   xt::xtensor<float, 3> wave = ...;                      // (N, 1, samples), scaled to [-256, 256]
 //   auto pool5 = net.features(wave, "pool5");              // (N, 256, T)
 //
+//   soundnet::model<soundnet::soundnet8<>, float, soundnet::cuda> gpu;  // with soundnet::cuda
+//
 // See README.md for the API at a glance and docs/design.md for the architecture.
 #pragma once
 
@@ -23,6 +25,11 @@
 #include "backend/cpu/device.hpp"
 #include "backend/cpu/kernels.hpp"
 #include "backend/cpu/ops.hpp"
+#if defined(SOUNDNET_WITH_CUDA)  // defined by linking soundnet::cuda (components/cuda)
+#include <soundnet/backend/cuda/device.hpp>
+#else
+#include "backend/cuda_unavailable.hpp"
+#endif
 #include "core/runtime_layers.hpp"
 #include "model.hpp"
 #include "stream.hpp"

@@ -55,6 +55,9 @@ struct broken : soundnet5<> {};
 struct nowhere {};
 struct broken : soundnet5<> {};
 #define SOUNDNET_TEST_DEVICE nowhere
+#elif defined(SOUNDNET_FAIL_CUDA_NOT_COMPILED_IN)  // built without linking soundnet::cuda
+struct broken : soundnet5<> {};
+#define SOUNDNET_TEST_DEVICE cuda
 #else
 struct broken : sequential<conv1d<16, 64, 2, 32>, batch_norm, relu, max_pool1d<8>, two_head_conv1d<10, 5, 8, 2, 0>> {
   static constexpr const char* name = "fine";

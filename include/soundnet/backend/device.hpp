@@ -117,6 +117,13 @@ struct has_buffer<D, T, std::void_t<typename D::template buffer<T>, typename D::
 
 }  // namespace detail
 
+/// False for a device that this build declares but does not have (soundnet::cuda without the
+/// target soundnet::cuda): model<Net, T, Device> then fails to compile with a message saying so.
+template <class D, class = void>
+struct device_compiled_in : std::true_type {};
+template <class D>
+struct device_compiled_in<D, std::void_t<decltype(D::compiled_in)>> : std::bool_constant<D::compiled_in> {};
+
 /// Compile-time check that Device is complete for scalar T: a context, a buffer type that keeps
 /// the buffer contract, and every operation of the table. Each gap fails with its own message.
 template <class Device, class T>
