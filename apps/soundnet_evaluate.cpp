@@ -49,7 +49,7 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string features, meta, out, arch, weights, audio, layers = "pool5", cache;
+  std::string features, meta, out, arch, weights, audio, layers = "pool5", cache, device = "cpu";
   double c = 0, window_seconds = 1.0, clip_seconds = 10.0, lr = 1e-3;
   int folds = 0, scenes = 401, threads = 0, epochs = 30, batch = 16;
   bool supervised = false;
@@ -258,10 +258,10 @@ std::vector<float> decode(const std::string& path) {
 struct from_audio {
   const settings& s;
 
-  template <class Net>
+  template <class Net, class Device = soundnet::cpu>
   int operator()() const {
     constexpr long clip_samples = 10L * soundnet::audio_format::sample_rate;  // the authors' 10 s
-    soundnet::model<Net> net(static_cast<std::uint64_t>(s.seed));
+    soundnet::model<Net, float, Device> net(static_cast<std::uint64_t>(s.seed));
     const bool random = s.weights == "random";
     if (!random) soundnet::io::load_weights(net, s.weights);
     std::vector<std::string> layers;
@@ -359,7 +359,7 @@ struct from_audio {
 struct supervised {
   const settings& s;
 
-  template <class Net>
+  template <class Net, class Device = soundnet::cpu>
   int operator()() const {
     using clock = std::chrono::steady_clock;
     constexpr long clip_samples = 10L * soundnet::audio_format::sample_rate;
@@ -431,7 +431,7 @@ struct supervised {
       for (std::size_t i = 0; i < meta.size(); ++i) (meta[i].fold == fold ? test : train).push_back(long(i));
       const long batch = std::min<long>(s.batch, static_cast<long>(train.size()));
       const long steps = static_cast<long>(train.size()) / batch;
-      soundnet::model<Net> net(static_cast<std::uint64_t>(s.seed));
+      soundnet::model<Net, float, Device> net(static_cast<std::uint64_t>(s.seed));
       soundnet::adam_options ao;
       ao.lr = s.lr;
       soundnet::adam opt(net, ao);
@@ -516,6 +516,16 @@ struct supervised {
   }
 };
 
+// The supervised baseline of network Net on the device --device names.
+template <class Net>
+struct supervised_on {
+  const settings& s;
+  template <class Device>
+  int operator()() const {
+    return supervised{s}.template operator()<Net, Device>();
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -560,6 +570,7 @@ int main(int argc, char** argv) {
   app.add_option("--lr", s.lr, "with --supervised: Adam's learning rate")
       ->capture_default_str()
       ->check(soundnet::app::number_in(1e-9, 10));
+  soundnet::app::add_device_option(app, s.device);
   soundnet::app::add_threads_option(app, s.threads);
   (void)sup;
   return soundnet::app::run(app, argc, argv, [&] {
@@ -568,13 +579,13 @@ int main(int argc, char** argv) {
     if (s.supervised) {
       if (s.audio.empty() || s.arch.empty()) throw usage_error("--supervised needs --arch and --audio");
       soundnet::app::apply_threads(s.threads);
-      if (s.arch == "soundnet8") return supervised{s}.template operator()<soundnet::soundnet8<1000, 0>>();
-      if (s.arch == "soundnet5") return supervised{s}.template operator()<soundnet::soundnet5<1000, 0>>();
+      if (s.arch == "soundnet8") return soundnet::app::with_device(s.device, supervised_on<soundnet::soundnet8<1000, 0>>{s});
+      if (s.arch == "soundnet5") return soundnet::app::with_device(s.device, supervised_on<soundnet::soundnet5<1000, 0>>{s});
       throw usage_error("--arch must be soundnet8 or soundnet5, got '" + s.arch + "'");
     }
     if (s.weights.empty() || s.audio.empty() || s.arch.empty())
       throw usage_error("give --features F.npy, or --arch, --weights and --audio (or --supervised)");
     soundnet::app::apply_threads(s.threads);
-    return soundnet::app::with_architecture(s.arch, s.scenes, from_audio{s});
+    return soundnet::app::with_architecture_on(s.device, s.arch, s.scenes, from_audio{s});
   });
 }

@@ -4,6 +4,7 @@
 //                    (--layer NAME | --all-layers) --out PATH
 //   soundnet-extract --arch soundnet8 --weights W.safetensors [--layer pool5] [--pool mean|max]
 //                    [--tile-to SECONDS] [--chunk-seconds S] (FILE | DIR)... [--list LIST] --out PATH
+//   --device cuda: the network on a GPU (a build with the CUDA device)
 //
 // X.npy: one float32 waveform, 22,050 Hz, already scaled to [-256, 256], shape (samples,).
 // Audio/video files (with FFmpeg) are decoded to that form as they are read and processed in
@@ -31,7 +32,7 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string arch, weights, input_npy, layer, out, pool, list;
+  std::string arch, weights, input_npy, layer, out, pool, list, device = "cpu";
   std::vector<std::string> inputs;
   int scenes = 401, threads = 0;
   bool all_layers = false;
@@ -41,9 +42,9 @@ struct settings {
 struct extract {
   const settings& s;
 
-  template <class Net>
+  template <class Net, class Device = soundnet::cpu>
   int operator()() const {
-    soundnet::model<Net> net;
+    soundnet::model<Net, float, Device> net;
     const bool audio_mode = s.input_npy.empty();
     std::string layer = s.layer;
     if (layer.empty() && audio_mode && !s.all_layers) layer = net.has_output("pool5") ? "pool5" : "pool3";
@@ -184,6 +185,7 @@ int main(int argc, char** argv) {
                  "length, and the features equal those of the whole file")
       ->capture_default_str()
       ->check(soundnet::app::number_in(0.01, 3600.0));
+  soundnet::app::add_device_option(app, s.device);
   soundnet::app::add_threads_option(app, s.threads);
   return soundnet::app::run(app, argc, argv, [&] {
     if (!s.layer.empty() && s.all_layers) throw usage_error("give exactly one of --layer NAME and --all-layers");
@@ -197,6 +199,6 @@ int main(int argc, char** argv) {
                           "read; decode them with another tool to .npy");
     }
     soundnet::app::apply_threads(s.threads);
-    return soundnet::app::with_architecture(s.arch, s.scenes, extract{s});
+    return soundnet::app::with_architecture_on(s.device, s.arch, s.scenes, extract{s});
   });
 }

@@ -25,7 +25,7 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string arch, weights, labels_objects, labels_scenes;
+  std::string arch, weights, labels_objects, labels_scenes, device = "cpu";
   std::vector<std::string> files;
   int scenes = 401, threads = 0;
   long top = 5;
@@ -64,9 +64,10 @@ std::string text(const nlohmann::json& categories) {
 struct predict {
   const settings& s;
 
-  template <class Net>
+  template <class Net, class Device = soundnet::cpu>
   int operator()() const {
-    soundnet::model<Net> net;
+    using model_t = soundnet::model<Net, float, Device>;
+    model_t net;
     soundnet::io::load_weights(net, s.weights);
     const std::string data = soundnet::app::labels_folder(SOUNDNET_EXAMPLE_DATA);
     const auto objects = soundnet::app::read_labels(
@@ -81,7 +82,7 @@ struct predict {
 
     // The two heads, streamed: memory stays bounded for files of any length.
     const auto& outputs = net.output_names();
-    soundnet::feature_stream<soundnet::model<Net>> stream(net, {outputs[outputs.size() - 2], outputs.back()});
+    soundnet::feature_stream<model_t> stream(net, {outputs[outputs.size() - 2], outputs.back()});
     nlohmann::json all = nlohmann::json::array();
     long failed = 0;
     for (const auto& file : s.files) {
@@ -146,9 +147,10 @@ int main(int argc, char** argv) {
   app.add_option("--labels-scenes", s.labels_scenes, "the same for scenes (default: Places2-401 or Places365)");
   app.add_option("--tile-to", s.tile_to, "repeat shorter clips circularly to this many seconds")
       ->check(soundnet::app::number_in(0.0, 3600.0));
+  soundnet::app::add_device_option(app, s.device);
   soundnet::app::add_threads_option(app, s.threads);
   return soundnet::app::run(app, argc, argv, [&] {
     soundnet::app::apply_threads(s.threads);
-    return soundnet::app::with_architecture(s.arch, s.scenes, predict{s});
+    return soundnet::app::with_architecture_on(s.device, s.arch, s.scenes, predict{s});
   });
 }

@@ -57,7 +57,7 @@ using soundnet::app::usage_error;
 
 struct settings {
   std::string arch, manifest, dataset, init, save, checkpoint, resume, dump_gradients, precision = "float32";
-  std::string loss = "kl", log, plot, non_finite = "stop";
+  std::string loss = "kl", log, plot, non_finite = "stop", device = "cpu";
   int scenes = 401, threads = 0, loader_threads = 2, prefetch = 4;
   long seed = 1, batch = 64, steps = 100000, crop = 0, hop = 110250, every = 0;
   long validation_videos = -1, validate_every = 100;
@@ -277,26 +277,26 @@ struct train {
   const settings& s;
   world& w;
 
-  template <class Net>
+  template <class Net, class Device = soundnet::cpu>
   int operator()() const {
     if (!s.dataset.empty()) {
       if (s.precision != "float32") throw usage_error("--dataset trains in float32 (--precision float32)");
-      return run_dataset<Net>();
+      return run_dataset<Net, Device>();
     }
     if (w.parallel())
       throw usage_error("data-parallel training (" + std::to_string(w.size) + " ranks) reads a dataset store: give --dataset");
     if constexpr (Net::scenes == 0) {
       throw usage_error("the manifest mode trains two heads (objects and scenes)");
     } else {
-      if (s.precision == "float32") return run<Net, float>();
-      if (s.precision == "float64") return run<Net, double>();
+      if (s.precision == "float32") return run<Net, float, Device>();
+      if (s.precision == "float64") return run<Net, double, Device>();
     }
     throw usage_error("--precision must be float32 or float64, got '" + s.precision + "'");
   }
 
-  template <class Net, class T>
+  template <class Net, class T, class Device>
   int run() const {
-    using model_t = soundnet::model<Net, T>;
+    using model_t = soundnet::model<Net, T, Device>;
     const long crop = s.crop, hop = s.hop, batch = s.batch;
     const auto seed = static_cast<std::uint64_t>(s.seed);
     const bool shuffle = !s.no_shuffle;
@@ -416,9 +416,9 @@ struct train {
     return loss / (double(n) * double(t));
   }
 
-  template <class Net>
+  template <class Net, class Device>
   int run_dataset() const {
-    using model_t = soundnet::model<Net, float>;
+    using model_t = soundnet::model<Net, float, Device>;
     using tensor = xt::xtensor<float, 3>;
     const soundnet::data::store_reader store(s.dataset);
     const auto& layout = store.layout();
@@ -576,13 +576,9 @@ struct train {
         double sums[2] = {loss, base};
         w.sum(sums, 2, "the loss all-reduce");
         loss = sums[0] / w.size, base = sums[1] / w.size;
-        w.sum(gradients.data(), gradients.size(), "the gradient all-reduce");
-        const float scale = 1.0f / static_cast<float>(w.size);
-        for (std::size_t i = 0; i < gradients.size(); ++i) gradients.data()[i] *= scale;
-        if (!s.sync_batch_norm) {  // each rank's running statistics are of its own rows: their mean
-          w.sum(statistics.data(), statistics.size(), "the batch-norm running statistics' all-reduce");
-          for (std::size_t i = 0; i < statistics.size(); ++i) statistics.data()[i] *= scale;
-        }
+        mean_over_ranks(net, gradients, "the gradient all-reduce");
+        if (!s.sync_batch_norm)  // each rank's running statistics are of its own rows: their mean
+          mean_over_ranks(net, statistics, "the batch-norm running statistics' all-reduce");
         reduce_seconds.push_back(std::chrono::duration<double>(clock::now() - reduce_start).count());
       }
       if (step == 0 && !s.dump_gradients.empty() && w.leader()) dump_gradients(net, s.dump_gradients);  // the batch's
@@ -648,13 +644,37 @@ struct train {
     return buf;
   }
 
+  // The values of a span of the model's device memory, on the host (the span itself on the CPU).
+  template <class Model>
+  static std::vector<float> on_host(Model& net, soundnet::device_span<float> span) {
+    std::vector<float> host(span.size());
+    soundnet::ops<typename Model::device, float>::copy_to_host(net.context(), span.data(), long(span.size()), host.data());
+    return host;
+  }
+
+  // values = their mean over the ranks (summed through MPI on the host: a GPU's values go there
+  // and back; an NCCL all-reduce on the device is the next step, docs/scaling.md).
+  template <class Model>
+  void mean_over_ranks(Model& net, soundnet::device_span<float> values, const char* what) const {
+    const float scale = 1.0f / static_cast<float>(w.size);
+    if constexpr (std::is_same_v<typename Model::device, soundnet::cpu>) {
+      w.sum(values.data(), values.size(), what);
+      for (std::size_t i = 0; i < values.size(); ++i) values.data()[i] *= scale;
+    } else {
+      auto host = on_host(net, values);
+      w.sum(host.data(), host.size(), what);
+      for (auto& v : host) v *= scale;
+      soundnet::ops<typename Model::device, float>::copy_from_host(net.context(), host.data(), long(host.size()), values.data());
+    }
+  }
+
   // A checksum of the weights and running statistics (equal on every rank of a run).
   template <class Model>
   static double checksum(Model& net) {
     double sum = 0;
-    const auto p = net.parameter_arena(), st = net.statistics();
-    for (std::size_t i = 0; i < p.size(); ++i) sum += double(p.data()[i]) * double(i % 1021 + 1);
-    for (std::size_t i = 0; i < st.size(); ++i) sum += double(st.data()[i]) * double(i % 1019 + 1);
+    const auto p = on_host(net, net.parameter_arena()), st = on_host(net, net.statistics());
+    for (std::size_t i = 0; i < p.size(); ++i) sum += double(p[i]) * double(i % 1021 + 1);
+    for (std::size_t i = 0; i < st.size(); ++i) sum += double(st[i]) * double(i % 1019 + 1);
     return sum;
   }
 
@@ -699,10 +719,15 @@ struct train {
   }
 
   template <class Model>
-  static void dump_gradients(const Model& net, const std::string& path) {
+  static void dump_gradients(Model& net, const std::string& path) {
+    using T = typename Model::value_type;
     std::vector<soundnet::io::named_tensor> grads;
-    for (const auto& p : net.parameters())
-      if (p.trainable()) grads.push_back({p.name, p.shape, std::vector<float>(p.grad, p.grad + p.size)});
+    for (const auto& p : net.parameters()) {
+      if (!p.trainable()) continue;
+      std::vector<T> host(p.size);
+      soundnet::ops<typename Model::device, T>::copy_to_host(net.context(), p.grad, long(p.size), host.data());
+      grads.push_back({p.name, p.shape, std::vector<float>(host.begin(), host.end())});
+    }
     soundnet::io::write_safetensors(path, grads, {{"architecture", Model::architecture()}, {"content", "gradients"}});
   }
 };
@@ -786,6 +811,7 @@ int main(int argc, char** argv) {
       ->check(soundnet::app::number_in(1, 86400));
   app.add_option("--precision", s.precision, "float32, or float64 for numerical studies (no checkpoints)")
       ->capture_default_str();
+  soundnet::app::add_device_option(app, s.device);
   soundnet::app::add_threads_option(app, s.threads);
   return soundnet::app::run(app, argc, argv, [&] {
     if (s.precision == "float64" && (!s.checkpoint.empty() || !s.resume.empty()))
@@ -816,7 +842,7 @@ int main(int argc, char** argv) {
     try {
       if (!s.resume.empty()) resolve_resume(app, s);
       soundnet::app::apply_threads(s.threads);
-      return soundnet::app::with_architecture(s.arch, s.scenes, train{s, w});
+      return soundnet::app::with_architecture_on(s.device, s.arch, s.scenes, train{s, w});
     } catch (const std::exception& e) {
 #ifdef SOUNDNET_TRAIN_WITH_MPI
       // one rank's error stops them all (the others would wait in the next all-reduce)

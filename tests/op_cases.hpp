@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace soundnet::testing {
@@ -187,9 +189,11 @@ class op_runner {
     const auto& t = in.tensors;
     auto exec = [&](auto&& op) {
       op();
+      wait();
       for (int r = 0; times && r < repeats; ++r) {
         const auto t0 = std::chrono::steady_clock::now();
         op();
+        wait();
         times->push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
       }
     };
@@ -338,6 +342,15 @@ class op_runner {
   typename Device::context& context() { return ctx_; }
 
  private:
+  // An asynchronous device (a GPU) finishes the queued work before a clock is read.
+  template <class C, class = void>
+  struct synchronizes : std::false_type {};
+  template <class C>
+  struct synchronizes<C, std::void_t<decltype(std::declval<const C&>().synchronize())>> : std::true_type {};
+  void wait() {
+    if constexpr (synchronizes<typename Device::context>::value) ctx_.synchronize();
+  }
+
   buffer make(std::size_t n) {
     buffer b;
     b.resize(n);

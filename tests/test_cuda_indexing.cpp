@@ -4,7 +4,7 @@
 // plan, each against the CPU device's operations in double (independent code) on every
 // case of the shared op list that uses it.
 #define BOOST_TEST_MODULE cuda_indexing
-#include <boost/test/unit_test.hpp>
+#include "boost_test.hpp"
 
 #include <soundnet/backend/cuda/indexing.hpp>
 

@@ -343,3 +343,26 @@ BOOST_AUTO_TEST_CASE(cross_entropy_is_its_definition_on_the_first_classes) {
   BOOST_CHECK_THROW(a.cross_entropy_loss({3, 0}, classes), soundnet::error);
   BOOST_CHECK_THROW(a.cross_entropy_loss(labels, 13), soundnet::error);
 }
+
+// 16-bit PCM in: the same features as the float waveform sample / 32768 * 256, bit for bit
+// (the scale is a power of two), in both modes; too short is refused.
+BOOST_AUTO_TEST_CASE(pcm16_input_equals_its_scaled_float_waveform) {
+  soundnet::model<soundnet5<>> a(4), b(4);
+  const long batch = 2, n = soundnet5<>::min_input_length() + 3000;
+  std::vector<std::int16_t> pcm(std::size_t(batch * n));
+  soundnet::normal_generator g(8);
+  for (auto& v : pcm) v = static_cast<std::int16_t>(std::clamp(g(0, 6000), -32768.0, 32767.0));
+  pcm[0] = -32768, pcm[1] = 32767;
+  xt::xtensor<float, 3> x = xt::empty<float>({std::size_t(batch), std::size_t(1), std::size_t(n)});
+  for (std::size_t i = 0; i < pcm.size(); ++i) x.data()[i] = static_cast<float>(pcm[i]) / 32768.0f * 256.0f;
+  for (auto m : {soundnet::mode::inference, soundnet::mode::training}) {
+    a.forward_pcm16(pcm.data(), batch, n, m, soundnet::keep::all);
+    b.forward(x, m, soundnet::keep::all);
+    for (const char* name : {"conv1_linear", "pool3", "conv5_objects"}) {
+      const auto ya = a.output(name), yb = b.output(name);
+      BOOST_TEST(std::equal(ya.begin(), ya.end(), yb.begin(), yb.end()), name);
+    }
+  }
+  BOOST_CHECK_THROW(a.forward_pcm16(pcm.data(), 1, soundnet5<>::min_input_length() - 1), soundnet::shape_error);
+  BOOST_CHECK_THROW(a.forward_pcm16(pcm.data(), 0, n), soundnet::shape_error);
+}

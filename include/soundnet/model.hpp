@@ -193,6 +193,30 @@ class model {
     run_forward(waveforms, batch, samples, m, k, num_layers);
   }
 
+  /// As above on 16-bit PCM samples (N, 1, samples) in host memory: each is scaled to the
+  /// network's input convention (sample / 32768 * audio_format::scale). On a GPU the 16-bit
+  /// samples are uploaded (half the bytes of float32) and converted on the device. Int16
+  /// samples are always finite: nothing is checked but the length.
+  void forward_pcm16(const std::int16_t* samples, long batch, long length, mode m = mode::inference,
+                     keep k = keep::block_outputs) {
+    if (batch < 1) throw shape_error("the batch is empty");
+    if (length < min_input_length())
+      throw shape_error("input of " + std::to_string(length) + " samples is too short for " + Net::name +
+                        ": it needs at least " + std::to_string(min_input_length()) + " samples");
+    const T scale = static_cast<T>(audio_format::scale) / T(32768);
+    const std::size_t n = static_cast<std::size_t>(batch * length);
+    prepare_forward(batch, length, m, k, num_layers);
+    if constexpr (std::is_same_v<Device, cpu>) {
+      T* x = acts_[0].data();
+      for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<T>(samples[i]) * scale;
+    } else {
+      pcm16_.resize(n);
+      O::upload_int16(ctx_, samples, static_cast<long>(n), pcm16_.data());
+      O::convert_int16(ctx_, pcm16_.data(), static_cast<long>(n), scale, acts_[0].data());
+    }
+    finish_forward(m);
+  }
+
   /// Inference on a host buffer (N, 1, samples) that stops at the read-out `name`: the layers
   /// after it are not run, and their read-outs are unavailable until the next full forward.
   /// `k` as in forward(); keep::all is used anyway when `name` lies inside a block
@@ -430,6 +454,14 @@ class model {
 
   void run_forward(const T* waveforms, long batch, long samples, mode m, keep k, std::size_t depth) {
     check_input(waveforms, batch, samples);
+    prepare_forward(batch, samples, m, k, depth);
+    O::copy_from_host(ctx_, waveforms, batch * samples, acts_[0].data());
+    finish_forward(m);
+  }
+
+  // Sizes the activations of a forward of `batch` inputs of `samples`; acts_[0] is then filled
+  // by the caller.
+  void prepare_forward(long batch, long samples, mode m, keep k, std::size_t depth) {
     const auto lengths = Net::lengths(samples);
     fused_ = m == mode::inference && k == keep::block_outputs;
     batch_ = batch;
@@ -441,7 +473,9 @@ class model {
       // the new storage never coexist (peak memory of chunked streaming).
       if (kept_[i]) acts_[i].resize(static_cast<std::size_t>(batch * Net::channels[i] * lengths[i]));
     }
-    O::copy_from_host(ctx_, waveforms, batch * samples, acts_[0].data());
+  }
+
+  void finish_forward(mode m) {
     forward_layers(m, std::make_index_sequence<num_layers>{});
     mode_ = m;
     has_forward_ = true;
@@ -476,7 +510,7 @@ class model {
       if (timing_) layer_seconds_[I] = 0;
       return;
     }
-    const auto start = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const auto start = timing_ ? timing_clock() : std::chrono::steady_clock::time_point{};
     if constexpr (fusable(I)) {
       if (fused_) {
         auto& conv = std::get<I>(layers_);
@@ -491,7 +525,7 @@ class model {
     if (!(fusable(I) && fused_))
       std::get<I>(layers_).forward(ctx_, arena_pointers(), acts_[I].data(), batch_, lengths_[I], acts_[I + 1].data(),
                                    lengths_[I + 1], m);
-    if (timing_) layer_seconds_[I] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (timing_) layer_seconds_[I] = std::chrono::duration<double>(timing_clock() - start).count();
   }
 
   void backward_from(const T* logit_grad) {
@@ -510,12 +544,19 @@ class model {
   template <std::size_t I>
   void backward_layer(const T* dy, int slot) {
     T* dx = I == 0 ? nullptr : grads_[slot].data();
-    const auto start = timing_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    const auto start = timing_ ? timing_clock() : std::chrono::steady_clock::time_point{};
     std::get<I>(layers_).backward(ctx_, arena_pointers(), acts_[I].data(), acts_[I + 1].data(), dy, batch_,
                                   lengths_[I], lengths_[I + 1], dx);
     if (timing_)
-      layer_backward_seconds_[I] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      layer_backward_seconds_[I] = std::chrono::duration<double>(timing_clock() - start).count();
     if constexpr (I > 0) backward_layer<I - 1>(dx, 1 - slot);
+  }
+
+  // The time now, once the device has finished the queued work (a GPU runs ops asynchronously:
+  // per-layer timing waits for each layer).
+  std::chrono::steady_clock::time_point timing_clock() const {
+    if constexpr (detail::context_synchronizes<context_type>::value) ctx_.synchronize();
+    return std::chrono::steady_clock::now();
   }
 
   void check_input(const T* x, long batch, long samples) const {
@@ -584,6 +625,7 @@ class model {
   std::array<long, num_layers + 1> lengths_{};
   std::array<buffer, 2> grads_;              // ping-pong input gradients in backward
   buffer logit_grad_, target_objects_, target_scenes_;
+  typename Device::template buffer<std::int16_t> pcm16_;  // forward_pcm16's upload (not on the CPU)
   buffer param_arena_, grad_arena_, stat_arena_;
   mutable context_type ctx_;  // scratch memory: read-outs use it too
   long batch_ = 0;

@@ -140,6 +140,25 @@ def main():
     check("extract: --all-layers writes one file per read-out",
           rc == 0 and len(os.listdir(path("layers"))) == 17 and np.load(path("layers/pool3.npy")).shape[0] == 128)
 
+    # ---- --device: cpu by name is the default; cuda computes the same features on a GPU, and
+    # elsewhere names why it cannot (no GPU: exit 1; a build without the CUDA device: exit 2) ----
+    one = [a.extract, "--arch", "soundnet5", "--weights", weights, "--input-npy", path("wave.npy"), "--layer", "pool3"]
+    rc, _, err = run(one + ["--device", "cpu", "--out", path("cpu.npy")])
+    rc0, _, _ = run(one + ["--out", path("default.npy")])
+    check("extract: --device cpu equals the default", rc == 0 and rc0 == 0
+          and np.array_equal(np.load(path("cpu.npy")), np.load(path("default.npy"))), err.strip())
+    rc, _, err = run(one + ["--device", "cuda", "--out", path("cuda.npy")])
+    if rc == 0:
+        want, got = np.load(path("cpu.npy")).astype(np.float64), np.load(path("cuda.npy")).astype(np.float64)
+        rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+        check(f"extract: --device cuda on this GPU gives the CPU's features (relative L2 {rel:.1e})", rel < 1e-4)
+    else:
+        no_gpu = rc == 1 and "--device cuda: no" in err and "use --device cpu" in err
+        not_built = rc == 2 and "built without soundnet's CUDA device" in err
+        check("extract: --device cuda without a GPU (or without the CUDA device) is a clear error, no CPU fallback",
+              (no_gpu or not_built) and not os.path.exists(path("cuda.npy")), err.strip())
+    expect("extract: bad --device", one + ["--device", "gpu", "--out", path("z.npy")], 2, "--device", "gpu")
+
     # ---- extract: bad flags and bad files ----
     base = [a.extract, "--arch", "soundnet5", "--weights", weights, "--out", path("y.npy")]
     expect("extract: no arguments", [a.extract], 2, "--arch is required", "Usage:")

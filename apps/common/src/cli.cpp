@@ -65,6 +65,14 @@ void add_threads_option(CLI::App& app, int& threads) {
       ->check(integer_at_least(1));
 }
 
+void add_device_option(CLI::App& app, std::string& device) {
+  app.add_option("--device", device,
+                 std::string("the device the network runs on: cpu, or cuda (a GPU; ") +
+                     (soundnet::cuda::compiled_in ? "this build has the CUDA device" : "not in this build") + ")")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
 void apply_threads(int threads) {
   if (threads > 0) soundnet::set_num_threads(threads);
 }

@@ -23,6 +23,8 @@
 //   relu_forward, relu_backward, max_pool_forward, max_pool_backward
 //   softmax_kl                                                     the loss
 //   adam_update                                                    the optimiser, one call per arena
+// and, on a device other than the CPU, for model::forward_pcm16:
+//   upload_int16, convert_int16                                    16-bit samples, scaled on the device
 #pragma once
 
 #include "../core/abi.hpp"
@@ -101,6 +103,11 @@ struct is_device_buffer<B, U,
                                     decltype(std::declval<B&>().resize(std::size_t(1)))>>
     : std::bool_constant<std::is_same_v<decltype(std::declval<B&>().data()), U*> &&
                          std::is_default_constructible_v<B> && std::is_move_constructible_v<B>> {};
+
+template <class C, class = void>
+struct context_synchronizes : std::false_type {};  // an asynchronous device's context: synchronize()
+template <class C>
+struct context_synchronizes<C, std::void_t<decltype(std::declval<const C&>().synchronize())>> : std::true_type {};
 
 template <class D, class = void>
 struct has_context : std::false_type {};

@@ -10,6 +10,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace soundnet::app {
 
@@ -47,6 +48,52 @@ int with_architecture(const std::string& arch, int scenes, F&& f) {
            : scenes == 365 ? f.template operator()<soundnet5<1000, 365>>()
                            : f.template operator()<soundnet5<1000, 0>>();
   throw usage_error("--arch must be soundnet8 or soundnet5, got '" + arch + "'");
+}
+
+/// Adds --device cpu|cuda (default cpu): the device the network runs on.
+void add_device_option(CLI::App& app, std::string& device);
+
+/// Calls f.template operator()<Device>() for the device named by --device. "cuda" in a build
+/// without the CUDA device is a usage error saying so; on a machine without a usable GPU, a
+/// soundnet::error with the driver's reason. The CPU is never used in the GPU's place.
+template <class F>
+int with_device(const std::string& device, F&& f) {
+  if (device == "cpu") return f.template operator()<soundnet::cpu>();
+  if (device != "cuda") throw usage_error("--device must be cpu or cuda, got '" + device + "'");
+  if constexpr (soundnet::cuda::compiled_in) {
+    if (soundnet::cuda::device_count() == 0)
+      throw soundnet::error("--device cuda: " + soundnet::cuda::unavailable_reason() + "; use --device cpu here");
+    return f.template operator()<soundnet::cuda>();
+  } else {
+    throw usage_error("--device cuda: " + soundnet::cuda::unavailable_reason());
+  }
+}
+
+namespace detail {
+template <class F, class Device>
+struct network_on {
+  F& f;
+  template <class Net>
+  int operator()() const {
+    return f.template operator()<Net, Device>();
+  }
+};
+template <class F>
+struct architecture_then {
+  F& f;
+  const std::string& arch;
+  int scenes;
+  template <class Device>
+  int operator()() const {
+    return with_architecture(arch, scenes, network_on<F, Device>{f});
+  }
+};
+}  // namespace detail
+
+/// with_device, then with_architecture: calls f.template operator()<Net, Device>().
+template <class F>
+int with_architecture_on(const std::string& device, const std::string& arch, int scenes, F&& f) {
+  return with_device(device, detail::architecture_then<std::remove_reference_t<F>>{f, arch, scenes});
 }
 
 /// Validators with plain messages ("--top: must be at least 1, got 0").

@@ -154,6 +154,10 @@ struct ops<cuda, T> {
   static void copy_from_host(context& ctx, const T* host_src, long size, T* dst) {
     detail::cuda_check(cuda_backend::copy_from_host(ctx.state(), host_src, sizeof(T) * std::size_t(size), dst));
   }
+  /// 16-bit samples from host memory to the device (model::forward_pcm16).
+  static void upload_int16(context& ctx, const std::int16_t* host_src, long size, std::int16_t* dst) {
+    detail::cuda_check(cuda_backend::copy_from_host(ctx.state(), host_src, sizeof(std::int16_t) * std::size_t(size), dst));
+  }
   /// dst = scale * src for 16-bit samples already on the device (upload int16, convert there).
   static void convert_int16(context& ctx, const std::int16_t* src, long size, T scale, T* dst) {
     detail::cuda_check(cuda_backend::convert_int16(ctx.state(), src, size, scale, dst));
