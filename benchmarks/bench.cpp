@@ -121,9 +121,7 @@ void op_cases(int repeats) {
     const auto in = make_inputs(o, 1);
     std::vector<double> t;
     run.forward(o, in, &t, repeats);
-    const bool conv = o.kind == op_kind::conv1d || o.kind == op_kind::conv1d_bn_relu;
-    const double flops = conv ? 2.0 * o.n * o.c_out * o.c * o.kernel * o.t_out() : 0.0;
-    std::printf("%-40s %10.2f %10.1f\n", o.name.c_str(), 1e3 * median(t), flops / median(t) / 1e9);
+    std::printf("%-40s %10.2f %10.1f\n", o.name.c_str(), 1e3 * median(t), o.flops() / median(t) / 1e9);
   }
 }
 

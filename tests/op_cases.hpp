@@ -12,6 +12,7 @@
 
 #include <soundnet/soundnet.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -39,7 +40,31 @@ struct op_case {
     return t;
   }
   conv_geometry geometry() const { return {n, c, t, c_out, kernel, stride, padding, t_out()}; }
+  bool convolution() const { return kind == op_kind::conv1d || kind == op_kind::conv1d_bn_relu; }
+  /// Floating-point operations of the forward (convolutions: 2 per multiply-add; others 0).
+  double flops() const { return convolution() ? 2.0 * n * c_out * c * kernel * t_out() : 0.0; }
 };
+
+/// How far a result is from a reference: relative L2 error, largest error, largest reference
+/// value. A non-finite result is infinitely far (NaN never passes).
+struct error_measure {
+  double rel_l2 = 0, max_abs = 0, scale = 0;
+};
+
+inline error_measure compare(const std::vector<double>& got, const std::vector<double>& want) {
+  error_measure e;
+  if (got.size() != want.size()) return {INFINITY, INFINITY, 0};
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    if (!std::isfinite(got[i])) return {INFINITY, INFINITY, 0};
+    const double d = got[i] - want[i];
+    num += d * d, den += want[i] * want[i];
+    e.max_abs = std::max(e.max_abs, std::abs(d));
+    e.scale = std::max(e.scale, std::abs(want[i]));
+  }
+  e.rel_l2 = std::sqrt(num / std::max(den, 1e-300));
+  return e;
+}
 
 namespace detail {
 inline op_case conv(std::string name, op_kind k, long n, long c, long t, long c_out, long kernel, long stride,

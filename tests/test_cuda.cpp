@@ -22,25 +22,6 @@ using soundnet::cuda;
 
 namespace {
 
-struct error_measure {
-  double rel_l2 = 0, max_abs = 0, scale = 0;
-};
-
-error_measure compare(const std::vector<double>& got, const std::vector<double>& want) {
-  BOOST_REQUIRE_EQUAL(got.size(), want.size());
-  double num = 0, den = 0;
-  error_measure e;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double d = got[i] - want[i];
-    if (!std::isfinite(got[i])) return {INFINITY, INFINITY, 0};  // NaN never passes
-    num += d * d, den += want[i] * want[i];
-    e.max_abs = std::max(e.max_abs, std::abs(d));
-    e.scale = std::max(e.scale, std::abs(want[i]));
-  }
-  e.rel_l2 = std::sqrt(num / std::max(den, 1e-300));
-  return e;
-}
-
 struct gpu_present {
   boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
     if (cuda::device_count() > 0) return true;
@@ -62,8 +43,6 @@ struct no_gpu {
 constexpr double float32_tolerance = 5e-5, float32_max = 2e-4;  // cuBLAS's summation order, not ours
 constexpr double tf32_conv_tolerance = 3e-3;                     // 10-bit operand mantissas
 constexpr double float64_tolerance = 1e-12;
-
-bool is_conv(const op_case& o) { return o.kind == op_kind::conv1d || o.kind == op_kind::conv1d_bn_relu; }
 
 // One op case on the GPU against the CPU in double: forward and every gradient.
 template <class T>
@@ -107,7 +86,7 @@ BOOST_AUTO_TEST_CASE(tf32_convolutions_stay_within_their_tolerance) {
   gpu.context().set_math(cuda::math::tf32);
   op_runner<soundnet::cpu, double> cpu;
   for (const auto& o : op_cases())
-    if (is_conv(o)) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, tf32_conv_tolerance, 10 * tf32_conv_tolerance); }
+    if (o.convolution()) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, tf32_conv_tolerance, 10 * tf32_conv_tolerance); }
 }
 
 BOOST_AUTO_TEST_CASE(results_repeat_bit_for_bit) {

@@ -17,24 +17,6 @@ using namespace soundnet::testing;
 
 namespace {
 
-struct error_measure {
-  double rel_l2 = 0, max_abs = 0, scale = 0;
-};
-
-error_measure compare(const std::vector<double>& got, const std::vector<double>& want) {
-  BOOST_REQUIRE_EQUAL(got.size(), want.size());
-  double num = 0, den = 0;
-  error_measure e;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    const double d = got[i] - want[i];
-    num += d * d, den += want[i] * want[i];
-    e.max_abs = std::max(e.max_abs, std::abs(d));
-    e.scale = std::max(e.scale, std::abs(want[i]));
-  }
-  e.rel_l2 = std::sqrt(num / std::max(den, 1e-300));
-  return e;
-}
-
 // Runs where the variant asked for by SOUNDNET_CPU_KERNELS (ctest runs each) can run here;
 // elsewhere the test is reported as skipped, with the reason.
 struct kernels_available {
