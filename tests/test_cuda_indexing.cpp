@@ -113,6 +113,47 @@ BOOST_AUTO_TEST_CASE(im2col_and_the_col2im_gather_reproduce_the_cpu_convolution)
   BOOST_TEST(checked >= 5);
 }
 
+// The direct kernel of one-input-channel convolutions (conv1), tile by tile as the GPU runs it:
+// the staged window with its zero padding, each output reading first + j * stride + k.
+BOOST_AUTO_TEST_CASE(the_direct_kernel_tiles_reproduce_the_cpu_convolution) {
+  op_runner<soundnet::cpu, double> cpu;
+  int checked = 0;
+  for (const auto& o : op_cases()) {
+    if (o.c != 1 || !o.convolution()) continue;
+    const auto g = o.geometry();
+    const auto in = make_inputs(o, 4);
+    const auto& x = in.tensors.at("x");
+    const auto& w = in.tensors.at("w");
+    op_case linear = o;  // the kernel computes conv(x, w); the bias (and a batch norm) follow
+    linear.kind = op_kind::conv1d;
+    auto zero_bias = in;
+    zero_bias.tensors["b"].assign(std::size_t(o.c_out), 0.0);
+    const auto want = cpu.forward(linear, zero_bias);
+    for (long tile : {1L, 7L, 256L}) {
+      std::vector<double> y(std::size_t(g.n * g.c_out * g.t_out), NAN);
+      for (long clip = 0; clip < g.n; ++clip)
+        for (long t0 = 0; t0 < g.t_out; t0 += tile) {
+          const auto win = ix::direct_window(t0, tile, g.kernel, g.stride, g.padding);
+          std::vector<double> xs(std::size_t(win.span));
+          for (long i = 0; i < win.span; ++i) {
+            const long src = win.first + i;
+            xs[std::size_t(i)] = src >= 0 && src < g.t_in ? x[std::size_t(clip * g.t_in + src)] : 0.0;
+          }
+          const long width = std::min(tile, g.t_out - t0);
+          for (long oc = 0; oc < g.c_out; ++oc)
+            for (long j = 0; j < width; ++j) {
+              double acc = 0;
+              for (long k = 0; k < g.kernel; ++k) acc += w[std::size_t(oc * g.kernel + k)] * xs[std::size_t(j * g.stride + k)];
+              y[std::size_t((clip * g.c_out + oc) * g.t_out + t0 + j)] = acc;
+            }
+        }
+      BOOST_TEST(rel_l2(y, want) < 1e-13, o.name << ", tile " << tile);  // NaN (a step not written) fails
+    }
+    ++checked;
+  }
+  BOOST_TEST(checked >= 4);
+}
+
 BOOST_AUTO_TEST_CASE(chunk_plans_cover_every_clip_and_column_within_the_budget) {
   for (long n : {1L, 3L, 64L})
     for (long rows : {1L, 64L, 8192L})

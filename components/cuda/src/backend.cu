@@ -147,6 +147,38 @@ __global__ void im2col_kernel(const T* x, long c_in, long t_in, long kernel, lon
   }
 }
 
+// y (n, c_out, t_out) = conv(x, w) without the bias, for one input channel (conv1): block
+// (tile, clip) stages its input window and the weights in shared memory, reads the waveform
+// once, and writes each output once; im2col would write and read every input value `kernel`
+// times (64 for SoundNet's conv1).
+template <class T>
+__global__ void conv_direct_kernel(const T* x, const T* w, long t_in, long t_out, long c_out, long kernel, long stride,
+                                   long padding, long tile, const T* scale, const T* shift, bool relu, T* y) {
+  extern __shared__ unsigned char shared_bytes[];
+  T* ws = reinterpret_cast<T*>(shared_bytes);
+  T* xs = ws + c_out * kernel;
+  const long clip = blockIdx.y, t0 = static_cast<long>(blockIdx.x) * tile;
+  const index::input_window win = index::direct_window(t0, tile, kernel, stride, padding);
+  const T* xc = x + clip * t_in;
+  for (long i = threadIdx.x; i < c_out * kernel; i += blockDim.x) ws[i] = w[i];
+  for (long i = threadIdx.x; i < win.span; i += blockDim.x) {
+    const long src = win.first + i;
+    xs[i] = src >= 0 && src < t_in ? xc[src] : T(0);
+  }
+  __syncthreads();
+  const long width = t_out - t0 < tile ? t_out - t0 : tile;
+  for (long e = threadIdx.x; e < c_out * width; e += blockDim.x) {
+    const long o = e / width, j = e % width;
+    const T* wo = ws + o * kernel;
+    const T* xj = xs + j * stride;
+    T acc = 0;
+    for (long k = 0; k < kernel; ++k) acc += wo[k] * xj[k];
+    if (scale) acc *= scale[o];  // the epilogue, as affine_kernel applies it
+    acc += shift[o];
+    y[(clip * c_out + o) * t_out + t0 + j] = relu ? (acc > T(0) ? acc : T(0)) : acc;
+  }
+}
+
 // dx (clips, c_in, t_in) += col2im(dcols) over inputs [i_begin, i_begin + span): each input
 // gathers its own terms.
 template <class T>
@@ -484,10 +516,21 @@ result do_convert_int16(state* s, const std::int16_t* src, long size, T scale, T
   return nullptr;
 }
 
-// y = conv(x, w), without the bias: im2col chunks of clips and columns, one strided-batched
-// GEMM per chunk.
+// y = relu?(conv(x, w) * scale + shift) per output channel (null scale: 1): one input channel
+// by the direct kernel, the epilogue in its registers; otherwise im2col chunks of clips and
+// columns, one strided-batched GEMM per chunk, then the epilogue in one pass.
 template <class T>
-result conv_linear(state* s, const T* x, const T* w, T* y, const conv_shape& g) {
+result conv_epilogue(state* s, const T* x, const T* w, T* y, const conv_shape& g, const T* scale, const T* shift,
+                     bool relu) {
+  constexpr long tile = 256;  // output steps per block of the direct kernel
+  const std::size_t direct_bytes = sizeof(T) * static_cast<std::size_t>(g.c_out * g.kernel + (tile - 1) * g.stride + g.kernel);
+  if (g.c_in == 1 && direct_bytes <= 48 * 1024 && g.n <= 65535) {
+    const dim3 grid(static_cast<unsigned>((g.t_out + tile - 1) / tile), static_cast<unsigned>(g.n));
+    conv_direct_kernel<<<grid, threads, direct_bytes, s->stream>>>(x, w, g.t_in, g.t_out, g.c_out, g.kernel, g.stride,
+                                                                   g.padding, tile, scale, shift, relu, y);
+    SN_LAUNCHED("conv_direct");
+    return nullptr;
+  }
   const long rows = g.c_in * g.kernel;
   const index::chunk_plan plan = index::plan_chunks(g.n, rows, g.t_out, chunk_budget);
   T* cols = nullptr;
@@ -503,17 +546,16 @@ result conv_linear(state* s, const T* x, const T* w, T* y, const conv_shape& g) 
                    y + n0 * g.c_out * g.t_out + t0, g.t_out, g.c_out * g.t_out, clips));
     }
   }
+  const long total = g.n * g.c_out * g.t_out;
+  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(y, total, g.c_out, g.t_out, static_cast<const T*>(nullptr),
+                                                              scale, shift, relu, y);
+  SN_LAUNCHED("convolution_epilogue");
   return nullptr;
 }
 
 template <class T>
 result do_conv1d_forward(state* s, const T* x, const T* w, const T* b, T* y, const conv_shape& g) {
-  SN_TRY(conv_linear(s, x, w, y, g));
-  const long total = g.n * g.c_out * g.t_out;
-  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(y, total, g.c_out, g.t_out, static_cast<const T*>(nullptr),
-                                                              static_cast<const T*>(nullptr), b, false, y);
-  SN_LAUNCHED("bias");
-  return nullptr;
+  return conv_epilogue(s, x, w, y, g, static_cast<const T*>(nullptr), b, false);
 }
 
 template <class T>
@@ -524,12 +566,7 @@ result do_conv1d_bn_relu_forward(state* s, const T* x, const T* w, const T* b, c
   fold_batch_norm_kernel<<<blocks_for(g.c_out), threads, 0, s->stream>>>(g.c_out, b, gamma, beta, mean, var, eps,
                                                                           folded, folded + g.c_out);
   SN_LAUNCHED("fold_batch_norm");
-  SN_TRY(conv_linear(s, x, w, y, g));
-  const long total = g.n * g.c_out * g.t_out;
-  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(y, total, g.c_out, g.t_out, static_cast<const T*>(nullptr),
-                                                              folded, folded + g.c_out, true, y);
-  SN_LAUNCHED("batch_norm_relu_epilogue");
-  return nullptr;
+  return conv_epilogue(s, x, w, y, g, static_cast<const T*>(folded), static_cast<const T*>(folded + g.c_out), true);
 }
 
 template <class T>

@@ -15,6 +15,16 @@ namespace soundnet::cuda_backend::index {
 /// padding: outside [0, t_in)).
 SOUNDNET_HD inline long conv_source(long t, long k, long stride, long padding) { return t * stride + k - padding; }
 
+/// The input positions a tile of output steps [t0, t0 + tile) of a one-input-channel convolution
+/// reads: [first, first + span), from conv_source(t0, 0) to conv_source(t0 + tile - 1, kernel - 1).
+/// Output step t0 + j reads positions first + j * stride + k (the direct kernel's shared memory).
+struct input_window {
+  long first, span;
+};
+SOUNDNET_HD inline input_window direct_window(long t0, long tile, long kernel, long stride, long padding) {
+  return {t0 * stride - padding, (tile - 1) * stride + kernel};
+}
+
 /// Element e of an im2col chunk (clips x (c_in * kernel) rows x width columns, row-major).
 struct im2col_position {
   long clip, channel, tap, column;
