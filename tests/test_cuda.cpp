@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,21 @@ BOOST_AUTO_TEST_CASE(int16_samples_are_converted_on_the_device) {
   std::vector<float> back(host.size());
   O::copy_to_host(ctx, out.data(), static_cast<long>(back.size()), back.data());
   for (std::size_t i = 0; i < host.size(); ++i) BOOST_TEST(back[i] == host[i] * (256.0f / 32768.0f));
+}
+
+BOOST_AUTO_TEST_CASE(non_finite_values_are_found_on_the_device) {
+  soundnet::model<soundnet::soundnet5<>, float, cuda> net(2);
+  net.zero_grad();
+  BOOST_TEST(net.non_finite_gradient() == "");
+  auto& p = net.parameter_named("conv5_scenes.weight");
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+  soundnet::ops<cuda, float>::copy_from_host(net.context(), &inf, 1, p.grad + p.size - 1);
+  BOOST_TEST(net.non_finite_gradient() == "conv5_scenes.weight");
+  auto& q = net.parameter_named("conv2.bias");
+  soundnet::ops<cuda, float>::copy_from_host(net.context(), &nan, 1, q.grad + 5);
+  BOOST_TEST(net.non_finite_gradient() == "conv2.bias");
+  net.zero_grad();
+  BOOST_TEST(net.non_finite_gradient() == "");
 }
 
 BOOST_AUTO_TEST_CASE(pcm16_forward_on_the_gpu_matches_the_cpu) {

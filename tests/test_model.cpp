@@ -6,6 +6,7 @@
 #include <xtensor/xview.hpp>
 
 #include <cmath>
+#include <limits>
 #include <set>
 
 using soundnet::soundnet5;
@@ -365,4 +366,27 @@ BOOST_AUTO_TEST_CASE(pcm16_input_equals_its_scaled_float_waveform) {
   }
   BOOST_CHECK_THROW(a.forward_pcm16(pcm.data(), 1, soundnet5<>::min_input_length() - 1), soundnet::shape_error);
   BOOST_CHECK_THROW(a.forward_pcm16(pcm.data(), 0, n), soundnet::shape_error);
+}
+
+// non_finite_gradient(): "" while every gradient is finite; the first tensor (state-dict order)
+// holding a NaN or an infinity otherwise; all_finite over the arena and over any span.
+BOOST_AUTO_TEST_CASE(a_non_finite_gradient_is_named_by_its_tensor) {
+  soundnet::model<soundnet5<>> net(2);
+  BOOST_TEST(net.non_finite_gradient() == "");  // no gradients yet
+  net.zero_grad();
+  BOOST_TEST(net.non_finite_gradient() == "");
+  auto& bn3 = net.parameter_named("bn3.weight");
+  auto& conv5 = net.parameter_named("conv5_objects.weight");
+  conv5.grad[conv5.size - 1] = std::numeric_limits<float>::infinity();
+  BOOST_TEST(net.non_finite_gradient() == "conv5_objects.weight");
+  bn3.grad[3] = std::nanf("");
+  BOOST_TEST(net.non_finite_gradient() == "bn3.weight");  // the first in state-dict order
+  net.zero_grad();
+  BOOST_TEST(net.non_finite_gradient() == "");
+  using O = soundnet::ops<soundnet::cpu, float>;
+  std::vector<float> v(200000, 1.0f);
+  BOOST_TEST(O::all_finite(net.context(), v.data(), long(v.size())));
+  v[123456] = -std::numeric_limits<float>::infinity();
+  BOOST_TEST(!O::all_finite(net.context(), v.data(), long(v.size())));
+  BOOST_TEST(O::all_finite(net.context(), v.data(), 123456));
 }

@@ -116,18 +116,10 @@ class model {
   /// that a poisoned gradient never reaches the weights (nor a checkpoint).
   std::string non_finite_gradient() {
     if (!has_gradients_) return "";
-    std::vector<T> host;
-    for (const auto& p : params_) {
-      if (!p.trainable() || !p.grad) continue;
-      for (std::size_t done = 0; done < p.size;) {  // in pieces: bounded host memory
-        const std::size_t n = std::min<std::size_t>(p.size - done, std::size_t(1) << 16);
-        host.resize(n);
-        O::copy_to_host(ctx_, p.grad + done, static_cast<long>(n), host.data());
-        for (std::size_t i = 0; i < n; ++i)
-          if (!std::isfinite(host[i])) return p.name;
-        done += n;
-      }
-    }
+    // one pass over the arena on the device; the tensors one by one only to name the culprit
+    if (O::all_finite(ctx_, grad_arena_.data(), static_cast<long>(grad_arena_.size()))) return "";
+    for (const auto& p : params_)
+      if (p.trainable() && p.grad && !O::all_finite(ctx_, p.grad, static_cast<long>(p.size))) return p.name;
     return "";
   }
   /// The batch-norm running statistics copied to the host, and back: a training step that is

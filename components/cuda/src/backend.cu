@@ -65,7 +65,7 @@ unsigned blocks_for(long n) {
 #define SN_GRID_STRIDE(i, n) \
   for (long i = blockIdx.x * static_cast<long>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<long>(blockDim.x) * gridDim.x)
 
-enum slot : int { cols_slot, dcols_slot, partial_slot, stats_slot, terms_slot, slot_count };
+enum slot : int { cols_slot, dcols_slot, partial_slot, stats_slot, terms_slot, flag_slot, slot_count };
 
 }  // namespace
 
@@ -431,6 +431,12 @@ __global__ void sum_kernel(const double* v, long n, double* out) {
   if (threadIdx.x == 0) *out = s[0];
 }
 
+// *flag = 1 where x holds a NaN or an infinity (every writer writes the same value).
+template <class T>
+__global__ void non_finite_kernel(const T* x, long n, int* flag) {
+  SN_GRID_STRIDE(i, n) if (!isfinite(x[i])) *flag = 1;
+}
+
 template <class T>
 __global__ void adam_kernel(T* param, const T* grad, T* m, T* v, long n, T b1, T one_b1, T b2, T one_b2, T step_size,
                             T inv_bc2, T e) {
@@ -743,6 +749,22 @@ result do_adam_update(state* s, T* param, const T* grad, T* m, T* v, long size, 
   return nullptr;
 }
 
+template <class T>
+result do_all_finite(state* s, const T* x, long size, bool* finite) {
+  *finite = true;
+  if (size <= 0) return nullptr;
+  int* flag = nullptr;
+  SN_TRY(scratch_of(s, flag_slot, 1, &flag));
+  SN_CUDA(cudaMemsetAsync(flag, 0, sizeof(int), s->stream));
+  non_finite_kernel<<<blocks_for(size), threads, 0, s->stream>>>(x, size, flag);
+  SN_LAUNCHED("non_finite");
+  int host = 0;
+  SN_CUDA(cudaMemcpyAsync(&host, flag, sizeof(int), cudaMemcpyDeviceToHost, s->stream));
+  SN_CUDA(cudaStreamSynchronize(s->stream));
+  *finite = host == 0;
+  return nullptr;
+}
+
 }  // namespace
 
 // ---- the API ---------------------------------------------------------------------------------
@@ -903,7 +925,8 @@ result copy_on_device(state* s, const void* src, std::size_t bytes, void* dst) {
   result adam_update(state* s, T* param, const T* grad, T* m, T* v, long size, double lr, double beta1, double beta2, \
                      double eps, long step) {                                                                         \
     return do_adam_update(s, param, grad, m, v, size, lr, beta1, beta2, eps, step);                                   \
-  }
+  }                                                                                                                   \
+  result all_finite(state* s, const T* x, long size, bool* finite) { return do_all_finite(s, x, size, finite); }
 
 SOUNDNET_CUDA_DEFINE_FOR(float)
 SOUNDNET_CUDA_DEFINE_FOR(double)

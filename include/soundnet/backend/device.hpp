@@ -23,6 +23,7 @@
 //   relu_forward, relu_backward, max_pool_forward, max_pool_backward
 //   softmax_kl                                                     the loss
 //   adam_update                                                    the optimiser, one call per arena
+//   all_finite                                                     no NaN or infinity (gradients)
 // and, on a device other than the CPU, for model::forward_pcm16:
 //   upload_int16, convert_int16                                    16-bit samples, scaled on the device
 #pragma once
@@ -93,6 +94,7 @@ SOUNDNET_DETAIL_HAS_OP(max_pool_forward)
 SOUNDNET_DETAIL_HAS_OP(max_pool_backward)
 SOUNDNET_DETAIL_HAS_OP(softmax_kl)
 SOUNDNET_DETAIL_HAS_OP(adam_update)
+SOUNDNET_DETAIL_HAS_OP(all_finite)
 #undef SOUNDNET_DETAIL_HAS_OP
 
 template <class B, class U, class = void>
@@ -157,6 +159,7 @@ struct check_device {
   static_assert(detail::has_op_max_pool_backward<O>::value, "SOUNDNET_DEVICE_OPS_LACK_max_pool_backward");
   static_assert(detail::has_op_softmax_kl<O>::value, "SOUNDNET_DEVICE_OPS_LACK_softmax_kl");
   static_assert(detail::has_op_adam_update<O>::value, "SOUNDNET_DEVICE_OPS_LACK_adam_update");
+  static_assert(detail::has_op_all_finite<O>::value, "SOUNDNET_DEVICE_OPS_LACK_all_finite");
   static constexpr bool value = true;
 };
 

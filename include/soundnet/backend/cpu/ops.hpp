@@ -389,6 +389,14 @@ struct ops<cpu, T> {
     return total / divisor;
   }
 
+  /// True when x holds no NaN and no infinity.
+  static bool all_finite(context&, const T* x, long size) {
+    bool finite = true;
+#pragma omp parallel for schedule(static) reduction(&& : finite) if (size > 65536)
+    for (long i = 0; i < size; ++i) finite = finite && std::isfinite(x[i]);
+    return finite;
+  }
+
   /// One Adam step in PyTorch's formulation (bias-corrected moments; eps added to the
   /// square root of the corrected second moment). `step` counts from 1.
   static void adam_update(context&, T* param, const T* grad, T* m, T* v, long size, double lr, double beta1,

@@ -86,7 +86,8 @@ struct sync_hook {
   result softmax_kl(state* s, const T* logits, long n, long c_total, long c_begin, long c, long t, const T* targets,   \
                     double divisor, T* grad, double* loss);                                                            \
   result adam_update(state* s, T* param, const T* grad, T* m, T* v, long size, double lr, double beta1, double beta2,  \
-                     double eps, long step);
+                     double eps, long step);                                                                         \
+  result all_finite(state* s, const T* x, long size, bool* finite);
 
 SOUNDNET_CUDA_API_FOR(float)
 SOUNDNET_CUDA_API_FOR(double)

@@ -220,6 +220,11 @@ struct ops<cuda, T> {
         cuda_backend::softmax_kl(ctx.state(), logits, n, c_total, c_begin, c, t, targets, divisor, grad, &loss));
     return loss;
   }
+  static bool all_finite(context& ctx, const T* x, long size) {
+    bool finite = true;
+    detail::cuda_check(cuda_backend::all_finite(ctx.state(), x, size, &finite));
+    return finite;
+  }
   static void adam_update(context& ctx, T* param, const T* grad, T* m, T* v, long size, double lr, double beta1,
                           double beta2, double eps, long step) {
     detail::cuda_check(cuda_backend::adam_update(ctx.state(), param, grad, m, v, size, lr, beta1, beta2, eps, step));
