@@ -270,30 +270,17 @@ struct ops<cpu, T> {
     for (long ch = 0; ch < c; ++ch) {
       const double mu = mean[ch], is = invstd[ch];
       double sum_dy = 0, sum_dy_xhat = 0;
-      for (long i = 0; i < n; ++i) {
-        const T* xc = x + (i * c + ch) * t;
-        const T* dyc = dy + (i * c + ch) * t;
-        for (long j = 0; j < t; ++j) {
-          sum_dy += dyc[j];
-          sum_dy_xhat += dyc[j] * (xc[j] - mu) * is;
-        }
-      }
+      batch_norm_gradient_sums(x, dy, n, c, t, ch, mu, is, sum_dy, sum_dy_xhat);
       dgamma[ch] += static_cast<T>(sum_dy_xhat);
       dbeta[ch] += static_cast<T>(sum_dy);
       if (!dx) continue;
-      const double g = gamma[ch];
-      for (long i = 0; i < n; ++i) {
-        const T* xc = x + (i * c + ch) * t;
-        const T* dyc = dy + (i * c + ch) * t;
-        T* dxc = dx + (i * c + ch) * t;
-        if (training) {
-          const double a = g * is, mean_dy = sum_dy / m, mean_dy_xhat = sum_dy_xhat / m;
-          for (long j = 0; j < t; ++j) {
-            const double xhat = (xc[j] - mu) * is;
-            dxc[j] = static_cast<T>(a * (dyc[j] - mean_dy - xhat * mean_dy_xhat));
-          }
-        } else {
-          const T a = static_cast<T>(g * is);
+      if (training) {
+        batch_norm_dx(x, dy, n, c, t, ch, mu, is, gamma[ch], sum_dy / m, sum_dy_xhat / m, dx);
+      } else {
+        const T a = static_cast<T>(gamma[ch] * is);
+        for (long i = 0; i < n; ++i) {
+          const T* dyc = dy + (i * c + ch) * t;
+          T* dxc = dx + (i * c + ch) * t;
           for (long j = 0; j < t; ++j) dxc[j] = dyc[j] * a;
         }
       }
@@ -771,16 +758,8 @@ struct ops<cpu, T> {
     std::vector<double> sums(2 * static_cast<std::size_t>(c) + 1);
 #pragma omp parallel for schedule(static)
     for (long ch = 0; ch < c; ++ch) {
-      const double mu = mean[ch], is = invstd[ch];
       double sum_dy = 0, sum_dy_xhat = 0;
-      for (long i = 0; i < n; ++i) {
-        const T* xc = x + (i * c + ch) * t;
-        const T* dyc = dy + (i * c + ch) * t;
-        for (long j = 0; j < t; ++j) {
-          sum_dy += dyc[j];
-          sum_dy_xhat += dyc[j] * (xc[j] - mu) * is;
-        }
-      }
+      batch_norm_gradient_sums(x, dy, n, c, t, ch, mean[ch], invstd[ch], sum_dy, sum_dy_xhat);
       dgamma[ch] += static_cast<T>(sum_dy_xhat);
       dbeta[ch] += static_cast<T>(sum_dy);
       sums[std::size_t(ch)] = sum_dy;
@@ -791,17 +770,35 @@ struct ops<cpu, T> {
     if (!dx) return;
     const double m = sums[2 * std::size_t(c)];
 #pragma omp parallel for schedule(static)
-    for (long ch = 0; ch < c; ++ch) {
-      const double is = invstd[ch], mu = mean[ch], a = gamma[ch] * is;
-      const double mean_dy = sums[std::size_t(ch)] / m, mean_dy_xhat = sums[std::size_t(c + ch)] / m;
-      for (long i = 0; i < n; ++i) {
-        const T* xc = x + (i * c + ch) * t;
-        const T* dyc = dy + (i * c + ch) * t;
-        T* dxc = dx + (i * c + ch) * t;
-        for (long j = 0; j < t; ++j) {
-          const double xhat = (xc[j] - mu) * is;
-          dxc[j] = static_cast<T>(a * (dyc[j] - mean_dy - xhat * mean_dy_xhat));
-        }
+    for (long ch = 0; ch < c; ++ch)
+      batch_norm_dx(x, dy, n, c, t, ch, mean[ch], invstd[ch], gamma[ch], sums[std::size_t(ch)] / m,
+                    sums[std::size_t(c + ch)] / m, dx);
+  }
+
+  // Channel ch of batch norm's backward: the sums of dy and of dy * xhat over (n, t), in order.
+  static void batch_norm_gradient_sums(const T* x, const T* dy, long n, long c, long t, long ch, double mu, double is,
+                                       double& sum_dy, double& sum_dy_xhat) {
+    for (long i = 0; i < n; ++i) {
+      const T* xc = x + (i * c + ch) * t;
+      const T* dyc = dy + (i * c + ch) * t;
+      for (long j = 0; j < t; ++j) {
+        sum_dy += dyc[j];
+        sum_dy_xhat += dyc[j] * (xc[j] - mu) * is;
+      }
+    }
+  }
+
+  // Channel ch of dx through the batch statistics, from the means of dy and dy * xhat.
+  static void batch_norm_dx(const T* x, const T* dy, long n, long c, long t, long ch, double mu, double is, double g,
+                            double mean_dy, double mean_dy_xhat, T* dx) {
+    const double a = g * is;
+    for (long i = 0; i < n; ++i) {
+      const T* xc = x + (i * c + ch) * t;
+      const T* dyc = dy + (i * c + ch) * t;
+      T* dxc = dx + (i * c + ch) * t;
+      for (long j = 0; j < t; ++j) {
+        const double xhat = (xc[j] - mu) * is;
+        dxc[j] = static_cast<T>(a * (dyc[j] - mean_dy - xhat * mean_dy_xhat));
       }
     }
   }
