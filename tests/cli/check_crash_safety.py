@@ -11,22 +11,20 @@
   - a write that fails (file size limit: the disk-full path) is an error naming the checkpoint,
     and the last good checkpoint survives."""
 import argparse
-import json
 import os
 import random
 import resource
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from store_writer import make_video, write_store  # noqa: E402
+from checks import check, finish, tensors  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--train", required=True)
@@ -36,31 +34,6 @@ a = p.parse_args()
 shutil.rmtree(a.workdir, ignore_errors=True)
 os.makedirs(a.workdir)
 w = a.workdir
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def tensors(path):
-    """(tensors, metadata) of a safetensors file; raises ValueError unless it is whole."""
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    meta = head.pop("__metadata__", {})
-    if "soundnet_data_crc32" in meta and int(meta["soundnet_data_crc32"], 16) != zlib.crc32(data):
-        raise ValueError(f"{path}: CRC-32 mismatch")
-    out = {}
-    for k, v in head.items():
-        b, e = v["data_offsets"]
-        if e > len(data):
-            raise ValueError(f"{path}: truncated")
-        out[k] = np.frombuffer(data[b:e], "<f4")
-    return out, meta
 
 
 rng = np.random.default_rng(11)
@@ -187,5 +160,4 @@ check(r.returncode == 1 and "disk.ckpt" in msg and "write error" in msg,
 check(os.path.exists(good) and open(good, "rb").read() == before and not os.path.exists(good + ".tmp"),
       "the last good checkpoint survives unchanged, no temporary file is left")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from store_writer import make_video, write_store  # noqa: E402
+from checks import check, finish, tensors  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--train", required=True)
@@ -41,13 +42,6 @@ if a.mpirun == "none":
 shutil.rmtree(a.workdir, ignore_errors=True)
 os.makedirs(a.workdir)
 w = a.workdir
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -71,14 +65,6 @@ def train(ranks, *args, timeout=600, batch=8):
 
 def losses(out):
     return [float(m) for m in re.findall(r"^step \d+/\d+ loss (\S+)", out, re.M)]
-
-
-def tensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    return {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], "<f4")
-            for k, v in head.items() if k != "__metadata__"}
 
 
 def compared(x, y):
@@ -106,7 +92,7 @@ check(two.returncode == 0, "2 ranks x 4 clips with --sync-batch-norm " + two.std
 if one.returncode == 0 and two.returncode == 0:
     l1, l2 = losses(one.stdout), losses(two.stdout)
     check(abs(l1[0] - l2[0]) <= 1e-6 * abs(l1[0]), f"the first step's loss within 1e-6: {l1[0]} / {l2[0]}")
-    g1, g2 = tensors(f"{w}/one.grad"), tensors(f"{w}/two.grad")
+    g1, g2 = tensors(f"{w}/one.grad")[0], tensors(f"{w}/two.grad")[0]
     scale = max(np.abs(g).max() for g in g1.values())
     worst, name = compared(g1, g2)
     bias = max(np.abs(g1[k].astype(np.float64) - g2[k]).max() for k in g1 if re.fullmatch(r"conv\d\.bias", k))
@@ -115,7 +101,7 @@ if one.returncode == 0 and two.returncode == 0:
           f"the largest difference {worst:.2e} ({name}); conv biases before batch norm (exact gradient 0) within "
           f"1e-6 of the largest gradient: {bias / scale:.1e}")
     check(close_losses(l1, l2, 1e-4), f"the same loss at every step within 1e-4: {l1} / {l2}")
-    worst, name = compared(tensors(f"{w}/one.safetensors"), tensors(f"{w}/two.safetensors"))
+    worst, name = compared(tensors(f"{w}/one.safetensors")[0], tensors(f"{w}/two.safetensors")[0])
     check(worst <= 1e-2, f"the same weights after 4 steps within 1e-2 (relative L2): the largest difference {worst:.2e} ({name})")
     check(two.stdout.count("step 1/4 ") == 1 and "2 ranks x 4 clips, batch norm synchronised" in two.stderr,
           "rank 0 alone prints the steps")
@@ -143,7 +129,7 @@ check(half.returncode == 0 and rest.returncode == 0 and "written by 2 rank(s), t
       "2 ranks to step 2, resumed on 1 process to step 4 " + (half.stderr + rest.stderr)[-300:])
 if half.returncode == 0 and rest.returncode == 0 and two.returncode == 0:
     check(close_losses(losses(two.stdout)[2:], losses(rest.stdout), 1e-4), "the resumed steps' losses are the 2-rank run's")
-    worst, name = compared(tensors(f"{w}/two.safetensors"), tensors(f"{w}/rest.safetensors"))
+    worst, name = compared(tensors(f"{w}/two.safetensors")[0], tensors(f"{w}/rest.safetensors")[0])
     check(worst <= 1e-2, f"... and so are its weights: the largest difference {worst:.2e} ({name})")
 
 # refusals
@@ -196,5 +182,4 @@ rc, err, took = run_and_signal(signal.SIGKILL, "300")
 check(rc not in (None, 0) and re.search(r"process rank 1 .*exited on signal 9", err) is not None and took < 60,
       f"a killed rank is named by mpirun in {took:.1f} s: " + next((l for l in err.splitlines() if "signal 9" in l), err[-300:]))
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

@@ -13,6 +13,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish  # noqa: E402
+
 p = argparse.ArgumentParser()
 p.add_argument("--evaluate", required=True)
 p.add_argument("--shared", required=True)
@@ -24,13 +27,6 @@ if not os.path.isdir(ref):
     sys.exit(77)
 shutil.rmtree(a.workdir, ignore_errors=True)
 os.makedirs(a.workdir)
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 X = np.load(os.path.join(ref, "X.npy"))
@@ -193,5 +189,4 @@ check(r.returncode == 1 and "class 38" in r.stderr and "no training clip" in r.s
 r = run("--supervised", "--weights", "random", "--arch", "soundnet8", "--audio", esc, "--meta", ameta)
 check(r.returncode == 2, "--supervised with --weights: usage error")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

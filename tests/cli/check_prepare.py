@@ -16,6 +16,9 @@ import zlib
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from checks import check, finish  # noqa: E402
+
 p = argparse.ArgumentParser()
 p.add_argument("--prepare", required=True)
 p.add_argument("--shared", required=True)
@@ -33,13 +36,6 @@ if shutil.which("ffmpeg") is None:
 
 shutil.rmtree(a.workdir, ignore_errors=True)
 os.makedirs(a.workdir)
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 def run(args, **kw):
@@ -149,5 +145,4 @@ ok = all(zlib.crc32(np.array(audio(r_)).tobytes()) == r_["audio_crc32"] and
          zlib.crc32(np.array(frames(r_)).tobytes()) == r_["frames_crc32"] for r_ in idx)
 check(ok, "every entry passes its CRC-32s")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()

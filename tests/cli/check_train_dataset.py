@@ -6,10 +6,8 @@ docs/dataset.md, so the format is tested from the other side too):
   - the targets follow the frames: a video whose frames all say class k trains the head towards k;
   - --loss l2 trains; one teacher gives a one-head network; bad flags and a changed store are refused."""
 import argparse
-import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 
@@ -17,6 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from store_writer import make_video, write_store  # noqa: E402
+from checks import check, finish, tensors  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--train", required=True)
@@ -25,13 +24,6 @@ p.add_argument("--plot-filters", help="apps/plot_filters.py, run on a trained mo
 a = p.parse_args()
 shutil.rmtree(a.workdir, ignore_errors=True)
 os.makedirs(a.workdir)
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
 
 
 rng = np.random.default_rng(5)
@@ -50,19 +42,6 @@ def train(*args, **kw):
     r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", store, "--crop-seconds", "10", "--batch-size", "2",
                         "--validation-videos", "1", "--validate-every", "2"] + list(args), capture_output=True, text=True, **kw)
     return r
-
-
-def tensors(path):
-    raw = open(path, "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    head = json.loads(raw[8:8 + n])
-    out = {}
-    for k, v in head.items():
-        if k == "__metadata__":
-            continue
-        b, e = v["data_offsets"]
-        out[k] = np.frombuffer(raw[8 + n + b:8 + n + e], "<f4")
-    return out, head.get("__metadata__", {})
 
 
 w = a.workdir
@@ -146,5 +125,4 @@ r = subprocess.run([a.train, "--arch", "soundnet8", "--dataset", f"{w}/missing",
                    capture_output=True, text=True)
 check(r.returncode == 1 and "missing" in r.stderr and "not a soundnet dataset" in r.stderr, "a missing store: named")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+finish()
