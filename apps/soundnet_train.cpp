@@ -38,6 +38,9 @@
 #include <soundnet/app/waveform.hpp>
 #ifdef SOUNDNET_TRAIN_WITH_MPI
 #include <soundnet/distributed/communicator.hpp>
+#ifdef SOUNDNET_DISTRIBUTED_WITH_NCCL
+#include <soundnet/distributed/nccl.hpp>
+#endif
 #endif
 
 #include <algorithm>
@@ -73,6 +76,21 @@ struct world {
 #ifdef SOUNDNET_TRAIN_WITH_MPI
   std::unique_ptr<soundnet::distributed::communicator> comm;
   std::unique_ptr<soundnet::distributed::batch_norm_sum> batch_norm;
+#endif
+#if defined(SOUNDNET_TRAIN_WITH_MPI) && defined(SOUNDNET_DISTRIBUTED_WITH_NCCL)
+  std::unique_ptr<soundnet::distributed::nccl_communicator> nccl;  // a GPU run's device all-reduce
+  // Joins NCCL on the model's stream: from then on averages of device memory go through it.
+  void use_nccl(void* stream) {
+    if (comm && !nccl) nccl = std::make_unique<soundnet::distributed::nccl_communicator>(*comm, stream);
+  }
+  bool average_on_device(float* values, std::size_t count, const std::string& what) {
+    if (!nccl) return false;
+    nccl->average(values, count, what);
+    return true;
+  }
+#else
+  void use_nccl(void*) {}
+  bool average_on_device(float*, std::size_t, const std::string&) { return false; }
 #endif
   bool leader() const { return rank == 0; }
   bool parallel() const { return size > 1; }
@@ -448,9 +466,13 @@ struct train {
       else train_set.push_back(i);
     const auto baseline_q = soundnet::app::mean_distribution(store, train_set);
 
+    if constexpr (!std::is_same_v<Device, soundnet::cpu>)
+      if (w.parallel()) select_gpu(w);  // before the model: its memory goes to that GPU
     model_t net(static_cast<std::uint64_t>(s.seed));
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
     soundnet::adam opt(net, adam_options_of(s));
+    if constexpr (!std::is_same_v<Device, soundnet::cpu>)
+      if (w.parallel()) w.use_nccl(net.context().stream());
     auto run_state = recorded_state(s, s.dataset + "/index.bin");
     run_state["ranks"] = std::to_string(w.size);
     non_finite_guard<model_t> guard{s};
@@ -633,6 +655,20 @@ struct train {
     return 0;
   }
 
+  // One GPU per rank: the rank's place on its node (the launcher's local rank) modulo the GPUs
+  // it sees; CUDA_VISIBLE_DEVICES set per rank (one GPU each) gives GPU 0 to every rank.
+  template <class Device = soundnet::cuda>
+  static void select_gpu(const world& w) {
+    long local = -1;
+    for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID", "PMIX_LOCAL_RANK"})
+      if (const char* v = std::getenv(name); v && *v) {
+        local = std::strtol(v, nullptr, 10);
+        break;
+      }
+    if (local < 0) local = w.rank;
+    if constexpr (Device::compiled_in) Device::use_device(static_cast<int>(local % Device::device_count()));
+  }
+
   static double median(std::vector<double> v) {
     if (v.empty()) return 0;
     std::sort(v.begin(), v.end());
@@ -661,6 +697,7 @@ struct train {
       w.sum(values.data(), values.size(), what);
       for (std::size_t i = 0; i < values.size(); ++i) values.data()[i] *= scale;
     } else {
+      if (w.average_on_device(values.data(), values.size(), what)) return;  // NCCL
       auto host = on_host(net, values);
       w.sum(host.data(), host.size(), what);
       for (auto& v : host) v *= scale;

@@ -784,6 +784,14 @@ int device_count(const char** why) {
   return n;
 }
 
+result set_device(int device) {
+  const int n = device_count(nullptr);
+  if (device < 0 || device >= n)
+    return fail("GPU " + std::to_string(device) + " was asked for; this process sees " + std::to_string(n));
+  SN_CUDA(cudaSetDevice(device));
+  return nullptr;
+}
+
 result create(state** out, int device) {
   *out = nullptr;
   const char* why = nullptr;

@@ -205,6 +205,14 @@ void communicator::barrier(const std::string& what) {
   s_->wait(r, what);
 }
 
+void communicator::broadcast(void* data, std::size_t bytes, int root, const std::string& what) {
+  MPI_Request r;
+  check(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &r), s_->name, what);
+  s_->wait(r, what);
+}
+
+double communicator::timeout() const { return s_->timeout; }
+
 void communicator::abort(const std::string& message, int code) {
   std::fprintf(stderr, "%s: %s: %s\n", s_->program.c_str(), s_->name.c_str(), message.c_str());
   std::fflush(stderr);

@@ -48,6 +48,10 @@ class communicator {
   void min_max(double value, double& smallest, double& largest, const std::string& what);
   /// Waits for every rank.
   void barrier(const std::string& what);
+  /// Copies `bytes` bytes at `data` from rank `root` to every rank.
+  void broadcast(void* data, std::size_t bytes, int root, const std::string& what);
+  /// How long a collective may wait for the other ranks, in seconds.
+  double timeout() const;
 
   /// Prints `message` (prefixed with this rank's name) and stops every rank of the run.
   [[noreturn]] void abort(const std::string& message, int code = 1);

@@ -28,6 +28,9 @@ struct state;
 /// none: `why` receives a message (static storage) or nullptr.
 int device_count(const char** why);
 
+/// Makes GPU `device` (0 .. device_count() - 1) this thread's current one (cudaSetDevice).
+result set_device(int device);
+
 /// A state on GPU `device` (-1: the current one); fails with a clear message without a GPU.
 result create(state** out, int device);
 void destroy(state* s) noexcept;

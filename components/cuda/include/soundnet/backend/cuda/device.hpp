@@ -38,6 +38,9 @@ struct cuda {
 
   /// The GPUs this process sees (0 without a GPU or driver: never throws).
   static int device_count() { return cuda_backend::device_count(nullptr); }
+  /// Makes GPU `device` the current one of this thread: contexts and buffers made afterwards
+  /// live there (one GPU per process of a data-parallel run).
+  static void use_device(int device) { detail::cuda_check(cuda_backend::set_device(device)); }
   /// Why no GPU can be used ("" when one can): the driver's own words.
   static std::string unavailable_reason() {
     const char* why = nullptr;
