@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Opt-in evaluations on the whole of ESC-10 (ctest label `long`; configure with
+"""Opt-in evaluations on the whole of ESC-10 and ESC-50 (ctest label `long`; configure with
 -DSOUNDNET_LONG_TESTS=ON). Each case runs one documented command of docs/results.md and checks
 what that page reports of it.
 
@@ -9,6 +9,9 @@ Cases:
   esc10_supervised_soundnet8  Table 5's scratch baseline, SoundNet-8, 10 epochs (about 13 minutes
                               on 2 idle cores): every fold at least twice chance (0.1), the mean at
                               least MIN_SUPERVISED
+  esc50_supervised_soundnet8  the same on ESC-50 (../shared/data/esc50-16k, band-limited to 8 kHz;
+                              about an hour on 2 idle cores): every fold at least three times chance
+                              (0.02), the mean at least MIN_SUPERVISED_ESC50
   esc10_random_layers         random SoundNet-8 at conv5, pool5, conv6 and conv7, C = 0.01 (the
                               machinery of Table 6; about 2 minutes): conv5, pool5 and conv6 above
                               chance. conv7 is reported, not checked: random weights shrink the
@@ -26,6 +29,8 @@ import sys
 # rounds differently and trains along another path, hence the margin. Chance is 0.1, the paper's
 # figure (its own training schedule) 0.755.
 MIN_SUPERVISED = 0.50
+# docs/results.md: 0.1525 measured on ESC-50 (16 kHz) with its command; the paper 0.511.
+MIN_SUPERVISED_ESC50 = 0.12
 
 
 def main():
@@ -33,14 +38,16 @@ def main():
     a.add_argument("--evaluate", required=True)
     a.add_argument("--shared", required=True)
     a.add_argument("--workdir", required=True)
-    a.add_argument("--case", required=True, choices=["esc10_supervised_soundnet8", "esc10_random_layers"])
+    a.add_argument("--case", required=True,
+                   choices=["esc10_supervised_soundnet8", "esc50_supervised_soundnet8", "esc10_random_layers"])
     args = a.parse_args()
-    esc = os.path.join(args.shared, "data", "esc10")
+    fifty = args.case.startswith("esc50")
+    esc = os.path.join(args.shared, "data", "esc50-16k" if fifty else "esc10")
     if not os.path.isdir(esc):
         print(f"SKIPPED: {esc} is not there (the shared reference material is absent)")
         return 77
-    meta = os.path.join(esc, "meta", "esc10.csv")
-    audio = os.path.join(esc, "audio-22k-mp3")
+    meta = os.path.join(esc, "meta", "esc50.csv" if fifty else "esc10.csv")
+    audio = os.path.join(esc, "audio-16k-ogg" if fifty else "audio-22k-mp3")
     out = os.path.join(args.workdir, args.case)
     failures = []
 
@@ -49,7 +56,7 @@ def main():
         if not ok:
             failures.append(what)
 
-    if args.case == "esc10_supervised_soundnet8":
+    if args.case.endswith("_supervised_soundnet8"):
         cmd = [args.evaluate, "--supervised", "--arch", "soundnet8", "--audio", audio, "--meta", meta,
                "--epochs", "10", "--batch", "16", "--seed", "1", "--out", out]
         print(" ".join(cmd), flush=True)
@@ -59,10 +66,10 @@ def main():
         if r.returncode == 0:
             res = json.load(open(os.path.join(out, "results.json")))
             accs = [f["accuracy"] for f in res["folds"]]
-            check(len(accs) == 5 and sum(f["clips"] for f in res["folds"]) == 400, "5 folds, 400 test clips")
-            check(min(accs) >= 0.2, f"every fold at least twice chance: {accs}")
-            check(res["mean_accuracy"] >= MIN_SUPERVISED,
-                  f"mean accuracy {res['mean_accuracy']:.4f} >= {MIN_SUPERVISED} (paper: 0.755)")
+            clips, floor, least, paper = (2000, 0.06, MIN_SUPERVISED_ESC50, 0.511) if fifty else (400, 0.2, MIN_SUPERVISED, 0.755)
+            check(len(accs) == 5 and sum(f["clips"] for f in res["folds"]) == clips, f"5 folds, {clips} test clips")
+            check(min(accs) >= floor, f"every fold at least {floor}: {accs}")
+            check(res["mean_accuracy"] >= least, f"mean accuracy {res['mean_accuracy']:.4f} >= {least} (paper: {paper})")
     else:
         layers = ["conv5", "pool5", "conv6", "conv7"]
         cmd = [args.evaluate, "--arch", "soundnet8", "--weights", "random", "--audio", audio, "--meta", meta,
