@@ -267,6 +267,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   report out;
+  // The figures so far, after every case: a time limit that stops a later case keeps them.
+  auto save = [&] {
+    if (json.empty()) return true;
+    std::ofstream f(json);
+    f << "{\n" << out.json.str() << "\n}\n";
+    if (!f) std::fprintf(stderr, "soundnet-gpu-bench: cannot write %s\n", json.c_str());
+    return static_cast<bool>(f);
+  };
   try {
     std::stringstream list(cases);
     for (std::string c; std::getline(list, c, ',');) {
@@ -276,18 +284,11 @@ int main(int argc, char** argv) {
       else if (c == "infer") infer(repeats, batch, out);
       else if (c == "layers") layers(batch, out);
       else throw std::runtime_error("unknown case '" + c + "' (peaks, ops, train, infer, layers)");
+      if (!save()) return 1;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "soundnet-gpu-bench: %s\n", e.what());
     return 1;
-  }
-  if (!json.empty()) {
-    std::ofstream f(json);
-    f << "{\n" << out.json.str() << "\n}\n";
-    if (!f) {
-      std::fprintf(stderr, "soundnet-gpu-bench: cannot write %s\n", json.c_str());
-      return 1;
-    }
   }
   return 0;
 }
