@@ -191,10 +191,7 @@ class model {
   /// samples are always finite: nothing is checked but the length.
   void forward_pcm16(const std::int16_t* samples, long batch, long length, mode m = mode::inference,
                      keep k = keep::block_outputs) {
-    if (batch < 1) throw shape_error("the batch is empty");
-    if (length < min_input_length())
-      throw shape_error("input of " + std::to_string(length) + " samples is too short for " + Net::name +
-                        ": it needs at least " + std::to_string(min_input_length()) + " samples");
+    check_shape(batch, length);
     const T scale = static_cast<T>(audio_format::scale) / T(32768);
     const std::size_t n = static_cast<std::size_t>(batch * length);
     prepare_forward(batch, length, m, k, num_layers);
@@ -551,12 +548,16 @@ class model {
     return std::chrono::steady_clock::now();
   }
 
-  void check_input(const T* x, long batch, long samples) const {
+  void check_shape(long batch, long samples) const {
     if (batch < 1) throw shape_error("the batch is empty");
     if (samples < min_input_length())
       throw shape_error("input of " + std::to_string(samples) + " samples is too short for " + Net::name +
                         ": it needs at least " + std::to_string(min_input_length()) + " samples (" +
                         seconds(min_input_length()) + " s at " + std::to_string(audio_format::sample_rate) + " Hz)");
+  }
+
+  void check_input(const T* x, long batch, long samples) const {
+    check_shape(batch, samples);
     long bad = -1;  // the input is host memory: checked before it is copied to the device
     for (long i = 0; i < batch * samples && bad < 0; ++i)
       if (!std::isfinite(x[i])) bad = i;

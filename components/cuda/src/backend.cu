@@ -506,6 +506,16 @@ result all_reduce(state* s, sums2* sums, long c, bool both, double* count, sync_
 
 // ---- the operations, for T float or double ------------------------------------------------
 
+// y = relu?((x - center) * scale + shift) over (n, c, t): affine_kernel's launch.
+template <class T>
+result affine(state* s, const T* x, long n, long c, long t, const T* center, const T* scale, const T* shift, bool relu,
+              T* y, const char* what) {
+  const long total = n * c * t;
+  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(x, total, c, t, center, scale, shift, relu, y);
+  SN_LAUNCHED(what);
+  return nullptr;
+}
+
 template <class T>
 result do_fill(state* s, T* x, long size, T value) {
   if (size <= 0) return nullptr;
@@ -552,11 +562,8 @@ result conv_epilogue(state* s, const T* x, const T* w, T* y, const conv_shape& g
                    y + n0 * g.c_out * g.t_out + t0, g.t_out, g.c_out * g.t_out, clips));
     }
   }
-  const long total = g.n * g.c_out * g.t_out;
-  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(y, total, g.c_out, g.t_out, static_cast<const T*>(nullptr),
-                                                              scale, shift, relu, y);
-  SN_LAUNCHED("convolution_epilogue");
-  return nullptr;
+  return affine(s, y, g.n, g.c_out, g.t_out, static_cast<const T*>(nullptr), scale, shift, relu, y,
+                "convolution_epilogue");
 }
 
 template <class T>
@@ -638,10 +645,8 @@ result do_batch_norm_forward_train(state* s, const T* x, long n, long c, long t,
   batch_norm_statistics_kernel<<<blocks_for(c), threads, 0, s->stream>>>(
       c, count, mean, squares, gamma, eps, momentum, running_mean, running_var, save_mean, save_invstd, scale);
   SN_LAUNCHED("batch_norm_statistics");
-  const long total = n * c * t;
-  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(x, total, c, t, save_mean, scale, beta, false, y);
-  SN_LAUNCHED("batch_norm_normalise");
-  return nullptr;
+  return affine(s, x, n, c, t, static_cast<const T*>(save_mean), static_cast<const T*>(scale), beta, false, y,
+                "batch_norm_normalise");
 }
 
 template <class T>
@@ -651,10 +656,7 @@ result do_batch_norm_forward_eval(state* s, const T* x, long n, long c, long t, 
   SN_TRY(scratch_of(s, stats_slot, c, &scale));
   eval_scale_kernel<<<blocks_for(c), threads, 0, s->stream>>>(c, gamma, running_var, eps, scale);
   SN_LAUNCHED("batch_norm_eval_scale");
-  const long total = n * c * t;
-  affine_kernel<<<blocks_for(total), threads, 0, s->stream>>>(x, total, c, t, running_mean, scale, beta, false, y);
-  SN_LAUNCHED("batch_norm_eval");
-  return nullptr;
+  return affine(s, x, n, c, t, running_mean, static_cast<const T*>(scale), beta, false, y, "batch_norm_eval");
 }
 
 template <class T>
