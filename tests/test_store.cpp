@@ -239,6 +239,39 @@ BOOST_AUTO_TEST_CASE(a_damaged_index_is_refused_before_any_read) {
   fs::remove_all(dir);
 }
 
+// dataset.json with numbers that are not integers where integers belong: named, never cast.
+BOOST_AUTO_TEST_CASE(a_damaged_dataset_json_is_named) {
+  const auto dir = fresh_dir("damaged-json");
+  const auto a = wave(400, 0.03f);
+  const auto f = frame_rows(2, 0.1f);
+  { store_writer(dir, two_teachers()).append("one", a.data(), a.size(), f.data(), 2); }
+  std::string original;
+  {
+    std::ifstream in(dir + "/dataset.json");
+    original.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string changed = original;
+    const auto at = changed.find(from);
+    BOOST_REQUIRE(at != std::string::npos);
+    changed.replace(at, from.size(), to);
+    std::ofstream(dir + "/dataset.json", std::ios::trunc) << changed;
+    try {
+      store_reader r(dir);
+    } catch (const soundnet::io_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("opened");
+  };
+  const auto rate = with("\"sample_rate\": 22050", "\"sample_rate\": 2e27");
+  BOOST_TEST_INFO(rate);
+  BOOST_TEST((rate.find("dataset.json") != std::string::npos && rate.find("'sample_rate' must be an integer") != std::string::npos));
+  BOOST_TEST(with("\"classes\": 3", "\"classes\": 3.5").find("'classes' must be an integer") != std::string::npos);
+  BOOST_TEST(with("\"classes\": 3", "\"classes\": 4294967296").find("'classes' is out of range") != std::string::npos);
+  BOOST_TEST(with("\"classes\": 3", "\"classes\": 3") == "opened");
+  fs::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(crc32_is_zlibs) {
   const std::string s = "123456789";
   BOOST_TEST(crc32(s.data(), s.size()) == 0xCBF43926u);  // the standard check value

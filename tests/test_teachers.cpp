@@ -96,6 +96,12 @@ BOOST_AUTO_TEST_CASE(bad_specs_are_reported_with_the_file, *boost::unit_test::pr
   expect(R"({"model": "x.onnx", "input_size": [227, 227], "resize": [200, 200], "crop": {"size": [227, 227]}, "classes": 3})",
          "the crop does not fit");
   expect(R"({"model": "x.onnx", "input_size": [227, 227], "classes": 3, "channel_order": "GBR"})", "channel_order");
+  // integers that are not (nlohmann's get<int> would cast 2e27 with undefined behaviour)
+  expect(R"({"model": "x.onnx", "input_size": [227, 227], "classes": 2e27})", "'classes' must be an integer, not 2e+27");
+  expect(R"({"model": "x.onnx", "input_size": [227.5, 227], "classes": 3})", "'input_size' must be an integer");
+  expect(R"({"model": "x.onnx", "input_size": 227, "classes": 3000000000})", "'classes' is out of range: 3000000000");
+  expect(R"({"model": "x.onnx", "input_size": [227, 227], "resize": [256, 256], "crop": {"size": 227, "offset_yx": [-9e99, 0]}, "classes": 3})",
+         "'crop.offset_yx' must be an integer");
   // files outside the spec's folder are refused unless allowed
   expect(R"({"model": "../m.onnx", "input_size": [227, 227], "classes": 3})", "names '../m.onnx', outside its folder");
   expect(R"({"model": "/etc/m.onnx", "input_size": [227, 227], "classes": 3})", "names '/etc/m.onnx', outside its folder");

@@ -16,5 +16,6 @@
 #include "core/error.hpp"
 #include "io/npy.hpp"
 #include "io/safetensors.hpp"
+#include "io/json.hpp"
 
 #undef SOUNDNET_INSIDE_IO

@@ -4,6 +4,7 @@
 #include <soundnet/core/error.hpp>
 #define SOUNDNET_INSIDE_IO
 #include <soundnet/io/files.hpp>
+#include <soundnet/io/json.hpp>
 #undef SOUNDNET_INSIDE_IO
 
 #include <nlohmann/json.hpp>
@@ -119,14 +120,14 @@ store_layout parse_layout(const std::string& path) {
     const auto j = nlohmann::json::parse(read_text(path));
     if (j.value("format", std::string()) != format_name)
       throw io_error(path, std::string("not a soundnet dataset (format is not ") + format_name + ")");
-    l.sample_rate = j.at("sample_rate").get<int>();
+    l.sample_rate = io::detail::json_integer<int>(j.at("sample_rate"), path, "sample_rate");
     l.frame_rate = j.at("frame_rate").get<double>();
     l.audio_scale = j.at("audio_scale").get<double>();
-    l.shard_bytes = j.at("shard_bytes").get<std::uint64_t>();
+    l.shard_bytes = io::detail::json_integer<std::uint64_t>(j.at("shard_bytes"), path, "shard_bytes");
     for (const auto& t : j.at("teachers")) {
       teacher_info ti;
       ti.name = t.at("name").get<std::string>();
-      ti.classes = t.at("classes").get<int>();
+      ti.classes = io::detail::json_integer<int>(t.at("classes"), path, "classes");
       ti.labels = t.value("labels", std::vector<std::string>());
       if (ti.classes <= 0) throw io_error(path, "teacher " + ti.name + " has no classes");
       l.teachers.push_back(std::move(ti));

@@ -34,9 +34,10 @@ std::string stem_of(const std::string& path) {
 void size_field(const nlohmann::json& j, const char* key, int& w, int& h, const std::string& path) {
   const auto& v = j.at(key);
   if (v.is_number_integer()) {
-    w = h = v.get<int>();
+    w = h = io::detail::json_integer<int>(v, path, key);
   } else if (v.is_array() && v.size() == 2) {
-    w = v[0].get<int>(), h = v[1].get<int>();
+    w = io::detail::json_integer<int>(v[0], path, key);
+    h = io::detail::json_integer<int>(v[1], path, key);
   } else {
     throw io_error(path, std::string("'") + key + "' must be [width, height]");
   }
@@ -69,7 +70,8 @@ spec spec::load(const std::string& path, bool allow_outside_paths) {
       size_field(c, "size", cw, ch, path);
       if (cw != s.input_width || ch != s.input_height) throw io_error(path, "the crop size must equal input_size");
       if (c.contains("offset_yx")) {
-        s.crop_y = c["offset_yx"].at(0).get<int>(), s.crop_x = c["offset_yx"].at(1).get<int>();
+        s.crop_y = io::detail::json_integer<int>(c["offset_yx"].at(0), path, "crop.offset_yx");
+        s.crop_x = io::detail::json_integer<int>(c["offset_yx"].at(1), path, "crop.offset_yx");
       } else {  // centred
         s.crop_y = (s.resize_height - ch) / 2, s.crop_x = (s.resize_width - cw) / 2;
       }
@@ -98,7 +100,7 @@ spec spec::load(const std::string& path, bool allow_outside_paths) {
     }
     s.scale = j.value("scale", 1.0f);
     s.output_is_softmax = j.value("output_is_softmax", true);
-    s.classes = j.at("classes").get<int>();
+    s.classes = io::detail::json_integer<int>(j.at("classes"), path, "classes");
     if (s.classes <= 0) throw io_error(path, "'classes' must be positive");
     if (j.contains("labels") && !j["labels"].is_null()) {
       const std::string file = io::detail::inside_folder(dir, j["labels"].get<std::string>(), path, allow_outside_paths);
