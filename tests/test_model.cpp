@@ -265,6 +265,53 @@ BOOST_AUTO_TEST_CASE(training_reduces_the_loss_on_a_fixed_batch) {
   BOOST_TEST(last < 0.5 * first);
 }
 
+// The gradient-ready calls (what a data-parallel run overlaps its all-reduces with): one per
+// layer, from the arena's end down to 0, each range's values already final when it is reported,
+// every trainable tensor inside the range of one call.
+BOOST_AUTO_TEST_CASE(gradient_ranges_are_reported_final_from_the_last_layer_down) {
+  soundnet::model<soundnet8<4, 3>> net(5);
+  const long samples = net.min_input_length() + 3000;
+  const auto x = waveforms(2, std::size_t(samples));
+  const long steps = net.output_length(samples);
+  xt::xtensor<float, 3> t_obj = xt::ones<float>({std::size_t(2), std::size_t(4), std::size_t(steps)}) / 4.0f;
+  xt::xtensor<float, 3> t_scn = xt::ones<float>({std::size_t(2), std::size_t(3), std::size_t(steps)}) / 3.0f;
+  struct call {
+    std::size_t begin, count;
+    std::vector<float> values;  // the range's gradients when it was reported
+  };
+  std::vector<call> calls;
+  const auto grads = net.gradients();
+  net.on_gradients_ready([&](std::size_t begin, std::size_t count) {
+    calls.push_back({begin, count, std::vector<float>(grads.data() + begin, grads.data() + begin + count)});
+  });
+  net.forward(x, soundnet::mode::training);
+  net.kl_loss(t_obj, t_scn);
+  net.zero_grad();
+  net.backward();
+  BOOST_REQUIRE_EQUAL(calls.size(), (soundnet8<4, 3>::size));
+  std::size_t end = grads.size();
+  for (const auto& c : calls) {
+    BOOST_TEST(c.begin + c.count == end);  // contiguous, descending
+    end = c.begin;
+    const bool final = std::equal(c.values.begin(), c.values.end(), grads.data() + c.begin);
+    BOOST_TEST(final, "the range at " << c.begin << " changed after it was reported");
+  }
+  BOOST_TEST(end == 0u);
+  BOOST_TEST(calls.front().count > 4u * 1024 * 8);  // the last layer (the heads) comes first
+  for (const auto& p : net.parameters()) {
+    if (!p.trainable()) continue;
+    const auto in = std::count_if(calls.begin(), calls.end(), [&](const call& c) {
+      return p.offset >= c.begin && p.offset + p.size <= c.begin + c.count;
+    });
+    BOOST_TEST(in == 1, p.name);
+  }
+  // turned off, no call
+  net.on_gradients_ready({});
+  calls.clear();
+  net.backward();
+  BOOST_TEST(calls.empty());
+}
+
 BOOST_AUTO_TEST_CASE(fused_inference_equals_the_layer_by_layer_path) {
   soundnet::model<soundnet8<>> net(21);
   const auto x = waveforms(2, 230000);

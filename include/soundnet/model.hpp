@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -397,6 +398,16 @@ class model {
     backward_from(logit_grad_.data());
   }
 
+  /// Called by backward() each time one more layer's gradients are queued: `begin` and `count`
+  /// delimit that layer's values in the gradient arena (gradients()), final once the work queued
+  /// so far on the device has run (on the CPU, at once). Layers finish from the last to the
+  /// first, so the calls cover the arena from its end down to offset 0, each value once, in
+  /// order, one call per layer (count 0 for a layer without parameters); the last call has
+  /// begin 0. A data-parallel run starts each range's all-reduce there, overlapping it with the
+  /// rest of the backward pass. An empty function (the default) turns the calls off.
+  using gradient_callback = std::function<void(std::size_t begin, std::size_t count)>;
+  void on_gradients_ready(gradient_callback f) { gradients_ready_ = std::move(f); }
+
   /// With timing on, forward() and backward() record the seconds each layer took.
   void set_layer_timing(bool on) { timing_ = on; }
   const std::array<double, num_layers>& layer_seconds() const { return layer_seconds_; }
@@ -414,7 +425,9 @@ class model {
   template <std::size_t... I>
   void setup_layers(std::index_sequence<I...>) {
     detail::arena_layout layout;
-    (std::get<I>(layers_).declare(Net::channels[I], Net::block[I], layout), ...);
+    ((param_begin_[I] = layout.parameters(), std::get<I>(layers_).declare(Net::channels[I], Net::block[I], layout)),
+     ...);
+    param_begin_[num_layers] = layout.parameters();
     param_arena_.resize(layout.parameters());
     stat_arena_.resize(layout.statistics());
     for (const auto& v : layout.views()) {
@@ -538,6 +551,7 @@ class model {
                                   lengths_[I], lengths_[I + 1], dx);
     if (timing_)
       layer_backward_seconds_[I] = std::chrono::duration<double>(timing_clock() - start).count();
+    if (gradients_ready_) gradients_ready_(param_begin_[I], param_begin_[I + 1] - param_begin_[I]);
     if constexpr (I > 0) backward_layer<I - 1>(dx, 1 - slot);
   }
 
@@ -627,6 +641,8 @@ class model {
   bool has_forward_ = false, has_logit_grad_ = false, timing_ = false, fused_ = false, has_gradients_ = false;
   std::array<bool, num_layers + 1> kept_{};
   std::array<double, num_layers> layer_seconds_{}, layer_backward_seconds_{};
+  std::array<std::size_t, num_layers + 1> param_begin_{};  // each layer's first value in the parameter arena
+  gradient_callback gradients_ready_;
 };
 
 SOUNDNET_ABI_END

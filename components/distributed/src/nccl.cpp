@@ -17,7 +17,10 @@ std::string nccl_text(ncclResult_t r) { return std::string(ncclGetErrorString(r)
 struct nccl_communicator::state {
   communicator* mpi = nullptr;
   ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;       // the model's
+  cudaStream_t side = nullptr;         // start_average's, beside the model's
+  cudaEvent_t ready = nullptr, done = nullptr;
+  bool started = false;                // averages queued on `side` since finish_averages
   std::string name;
 
   // Waits until the communicator is no longer busy initialising or queuing (non-blocking
@@ -32,11 +35,12 @@ struct nccl_communicator::state {
     if (r != ncclSuccess) fail(what, r);
   }
 
-  // Waits for the stream (the all-reduce queued on it, and what preceded it) with the timeout.
-  void finish(const std::string& what) {
+  // Waits for a stream (the all-reduce queued on it, and what preceded it) with the timeout.
+  void finish(const std::string& what) { finish(what, stream); }
+  void finish(const std::string& what, cudaStream_t on) {
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
-      const cudaError_t e = cudaStreamQuery(stream);
+      const cudaError_t e = cudaStreamQuery(on);
       if (e == cudaSuccess) return;
       if (e != cudaErrorNotReady)
         throw soundnet::error(mpi->name() + ": " + what + " over NCCL failed on the GPU (" + cudaGetErrorString(e) + ")");
@@ -46,6 +50,11 @@ struct nccl_communicator::state {
       if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > mpi->timeout()) stuck(what);
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+  }
+
+  void check(cudaError_t e, const char* call) {
+    if (e != cudaSuccess)
+      throw soundnet::error(mpi->name() + ": " + call + " failed (" + cudaGetErrorString(e) + ")");
   }
 
   [[noreturn]] void stuck(const std::string& what) {
@@ -78,6 +87,9 @@ nccl_communicator::nccl_communicator(communicator& mpi, void* stream) : s_(std::
   if (r != ncclSuccess && r != ncclInProgress)
     throw soundnet::error(mpi.name() + ": ncclCommInitRankConfig failed (" + nccl_text(r) + ")");
   s_->settle("the NCCL communicator's set-up");
+  s_->check(cudaStreamCreateWithFlags(&s_->side, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  s_->check(cudaEventCreateWithFlags(&s_->ready, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  s_->check(cudaEventCreateWithFlags(&s_->done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
   int version = 0, device = -1;
   ncclGetVersion(&version);
   cudaGetDevice(&device);
@@ -87,6 +99,9 @@ nccl_communicator::nccl_communicator(communicator& mpi, void* stream) : s_(std::
 }
 
 nccl_communicator::~nccl_communicator() {
+  if (s_->ready) cudaEventDestroy(s_->ready);
+  if (s_->done) cudaEventDestroy(s_->done);
+  if (s_->side) cudaStreamDestroy(s_->side);
   if (!s_->comm) return;
   ncclCommFinalize(s_->comm);
   ncclResult_t r = ncclInProgress;
@@ -104,6 +119,24 @@ void nccl_communicator::average(float* device_values, std::size_t count, const s
   if (r != ncclSuccess && r != ncclInProgress) s_->fail(what, r);
   s_->settle(what);
   s_->finish(what);
+}
+
+void nccl_communicator::start_average(float* device_values, std::size_t count, const std::string& what) {
+  if (!s_->comm) throw soundnet::error(s_->mpi->name() + ": the NCCL communicator was aborted");
+  s_->check(cudaEventRecord(s_->ready, s_->stream), "cudaEventRecord");
+  s_->check(cudaStreamWaitEvent(s_->side, s_->ready, 0), "cudaStreamWaitEvent");
+  const ncclResult_t r = ncclAllReduce(device_values, device_values, count, ncclFloat32, ncclAvg, s_->comm, s_->side);
+  if (r != ncclSuccess && r != ncclInProgress) s_->fail(what, r);
+  s_->settle(what);
+  s_->started = true;
+}
+
+void nccl_communicator::finish_averages(const std::string& what) {
+  if (!s_->started) return;
+  s_->started = false;
+  s_->finish(what, s_->side);
+  s_->check(cudaEventRecord(s_->done, s_->side), "cudaEventRecord");
+  s_->check(cudaStreamWaitEvent(s_->stream, s_->done, 0), "cudaStreamWaitEvent");
 }
 
 const std::string& nccl_communicator::name() const { return s_->name; }

@@ -33,6 +33,14 @@ class nccl_communicator {
   /// values (float32 device memory) = their mean over the ranks, in place; returns when done.
   /// `what` names the all-reduce in a timeout's message.
   void average(float* device_values, std::size_t count, const std::string& what);
+  /// Starts averaging `count` values (float32 device memory, in place) on the communicator's
+  /// own stream, once the work queued so far on the model's stream has run (an event orders
+  /// them): the all-reduce overlaps what is queued on the model's stream afterwards (the rest of
+  /// the backward pass). The values must not be read or written until finish_averages().
+  void start_average(float* device_values, std::size_t count, const std::string& what);
+  /// Waits (at most the timeout) for the averages started since the last call, and makes the
+  /// model's stream wait for them too: work queued there next (Adam) sees the averaged values.
+  void finish_averages(const std::string& what);
   /// "NCCL 2.28.9, rank R of N on GPU G".
   const std::string& name() const;
 
