@@ -54,9 +54,13 @@ status=0
 timeout 150 "$build/test_cuda" --run_test=gpu --log_level=message --report_level=short > "$out/test_cuda.log" 2>&1 || status=1
 tail -n 3 "$out/test_cuda_indexing.log" "$out/test_cuda.log"
 grep -E 'error' "$out/test_cuda.log" | head -20
-if grep -q 'is skipped because' "$out/test_cuda.log"; then
-  status=3  # on the GPU machine a skipped GPU test is a failure of the set-up, not a pass
-  grep 'is skipped because' "$out/test_cuda.log"
+# Boost.Test's short report says "N test cases out of M skipped" (the reason only at a higher
+# log level): on the GPU machine a skipped GPU test is a failure of the set-up, not a pass
+if grep -qE 'is skipped because|test cases? out of [0-9]+ skipped' "$out/test_cuda.log"; then
+  status=3
+  grep -E 'is skipped because|skipped' "$out/test_cuda.log"
+  cuda_reason=$("$build/test_cuda" --run_test=gpu --log_level=test_suite 2>&1 | grep -m1 -E 'no CUDA GPU here|reason')
+  echo "gpu.sh: the GPU tests were skipped: ${cuda_reason:-see $out/test_cuda.log}"
 fi
 
 log "benchmark"
