@@ -70,6 +70,17 @@ struct settings {
 
 std::string exact(double x);
 
+// The GPU's upload stage for a model's training batches (nothing on the CPU).
+template <class Model>
+auto upload_stage_for(Model& net) {
+  if constexpr (std::is_same_v<typename Model::device, soundnet::cpu>) {
+    (void)net;
+    return nullptr;
+  } else {
+    return std::make_unique<typename Model::device::template upload_stage<float>>(net.context());
+  }
+}
+
 // The processes training one model: this one alone, or the ranks of an MPI launch.
 struct world {
   int rank = 0, size = 1;
@@ -569,6 +580,9 @@ struct train {
     soundnet::app::batch_loader loader(store, train_set, batch, crop, steps_out, static_cast<std::uint64_t>(s.seed),
                                        !s.no_shuffle, s.loader_threads, s.prefetch, w.rank * local, local);
     tensor x = xt::zeros<float>({std::size_t(local), std::size_t(1), std::size_t(crop)});
+    // On a GPU the batches go through pinned memory and a copy stream of their own
+    // (cuda::upload_stage): each upload overlaps the previous step's backward pass and Adam step.
+    auto stage = upload_stage_for(net);
     std::vector<tensor> targets;
     for (const auto& t : layout.teachers)
       targets.push_back(xt::zeros<float>({std::size_t(local), std::size_t(t.classes), std::size_t(steps_out)}));
@@ -592,11 +606,16 @@ struct train {
       const auto step_start = clock::now();
       w.at_step(step + 1);
       auto b = loader.get(step);
-      std::copy(b.audio.begin(), b.audio.end(), x.data());
+      if constexpr (std::is_same_v<Device, soundnet::cpu>) std::copy(b.audio.begin(), b.audio.end(), x.data());
+      else std::copy(b.audio.begin(), b.audio.end(), stage->host(b.audio.size()));  // waits for the last upload
       for (std::size_t t = 0; t < targets.size(); ++t) std::copy(b.targets[t].begin(), b.targets[t].end(), targets[t].data());
       loader.recycle(std::move(b));
       guard.before(net);
-      net.forward(x, soundnet::mode::training);
+      if constexpr (std::is_same_v<Device, soundnet::cpu>) {
+        net.forward(x, soundnet::mode::training);
+      } else {  // the copy runs beside what the GPU still has queued (the last step's backward and Adam)
+        net.forward_device(stage->upload(x.size()), local, crop, soundnet::mode::training);
+      }
       double loss = 0;
       net.zero_grad();
       if (s.loss == "kl") {

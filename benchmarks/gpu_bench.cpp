@@ -9,7 +9,9 @@
 //   ops     each SoundNet-sized case of tests/op_cases.hpp alone (batch 1)
 //   train   one training step (forward in training mode, KL loss of both heads, backward, Adam)
 //           at --batch, strict float32 and TF32; waveforms from host memory each step, and the
-//           upload alone; the projection of the paper's 100,000 iterations
+//           upload alone; consecutive float32 steps fed through cuda::upload_stage (as
+//           soundnet-train feeds a GPU) and from a resident device buffer; the projection of
+//           the paper's 100,000 iterations
 //   infer   inference (fused blocks): throughput at --batch, latency at batch 1
 //   layers  one training step's forward and backward per layer (the device waits after each)
 // Times: the median of --repeats after a warm-up, the device synchronised before each clock.
@@ -196,6 +198,39 @@ void train(int repeats, long batch, report& out) {
                 flops / step / 1e12, step * 1e5 / 60);
     out.add(name, field("seconds", step) + ", " + field("flops", flops) + ", " + field("batch", double(batch)) + ", " +
                       field("bytes_floor", training_bytes(batch, double(model.parameter_arena().size()))));
+  }
+  // Consecutive training steps in float32 (no wait between them but the loss's), fed as
+  // soundnet-train feeds a GPU: each batch written to pinned memory and uploaded on the stage's
+  // copy stream beside the previous step's backward pass and Adam step; and, for comparison,
+  // from a device buffer that already holds the batch (the upload's floor: none).
+  {
+    gpu_model model(1);
+    soundnet::adam<float, soundnet::cuda> optimiser(model);
+    soundnet::cuda::upload_stage<float> stage(model.context());
+    soundnet::cuda::buffer<float> resident;
+    resident.resize(x.size());
+    soundnet::ops<soundnet::cuda, float>::copy_from_host(model.context(), x.data(), long(x.size()), resident.data());
+    constexpr int steps_per_sample = 4;
+    for (const bool staged : {true, false}) {
+      const double s = timed(std::max(3, repeats / 2), [&] {
+        for (int i = 0; i < steps_per_sample; ++i) {
+          const float* input = resident.data();
+          if (staged) {
+            std::copy(x.begin(), x.end(), stage.host(x.size()));
+            input = stage.upload(x.size());
+          }
+          model.forward_device(input, batch, clip, soundnet::mode::training);
+          model.zero_grad();
+          model.kl_loss(po, ps);
+          model.backward();
+          optimiser.step();
+        }
+        model.context().synchronize();
+      }) / steps_per_sample;
+      const char* name = staged ? "train8_float32_staged" : "train8_float32_resident";
+      std::printf("%s batch %ld: %.1f ms a step (%d steps in a row)\n", name, batch, 1e3 * s, steps_per_sample);
+      out.add(name, field("seconds", s) + ", " + field("batch", double(batch)));
+    }
   }
   // The upload of the waveforms alone (pageable host memory), included in the step above.
   soundnet::cuda::context ctx;

@@ -43,6 +43,11 @@ def main():
         e, c = peer(eager, "train_from_host_ms"), peer(compiled, "train_from_host_ms")
         floor = max(r["flops"] / peaks.get(peak_key, float("inf")), r["bytes_floor"] / peaks.get("copy_bytes_per_s", float("inf")))
         rows.append((f"train step b{batch} {precision}", ms, e, c, 1e3 * floor))
+    for key, label in (("train8_float32_staged", f"train b{batch} float32, staged uploads*"),
+                       ("train8_float32_resident", f"train b{batch} float32, input resident*")):
+        r = ours.get(key)
+        if r:
+            rows.append((label, 1e3 * r["seconds"], None, None, None))
     bf16 = peer("eager_bf16", "train_from_host_ms")
     if bf16:
         rows.append((f"train step b{batch} bf16 autocast", None, bf16, None, None))
@@ -59,6 +64,8 @@ def main():
     for name, us, e, c, floor in rows:
         ratio = lambda v: f"{v / us:9.2f}x" if (v and us) else f"{'-':>10}"
         print(f"{name:38} {f(us)} {f(e)} {f(c)} {ratio(e)} {ratio(c)} {f(floor)}")
+    if "train8_float32_staged" in ours:
+        print("* consecutive steps without a wait between them (the upload beside the previous step's backward pass)")
     t = ours.get("train8_tf32") or ours.get("train8_float32")
     if t:
         print(f"100,000 iterations of batch {batch} projected: {t['seconds'] * 1e5 / 60:.1f} min (soundnet, "

@@ -1,7 +1,8 @@
 // The CUDA device against the CPU device (independent code: Eigen and OpenMP there, cuBLAS and
 // our kernels here): every case of the shared op list (tests/op_cases.hpp) in float32, in TF32
 // and in float64 against the CPU in float64; the whole SoundNet-8 (forward in both modes, KL
-// loss, gradients of every tensor, an Adam step); bit-identical repeats; the int16 upload.
+// loss, gradients of every tensor, an Adam step); bit-identical repeats; the int16 upload; the
+// staged uploads beside the computation (cuda::upload_stage, model::forward_device).
 // Tolerances per precision are those of docs/numerics.md ("The CUDA device").
 //
 // Suites: `gpu` needs a GPU and is reported as skipped, with the reason, where there is none;
@@ -148,6 +149,56 @@ BOOST_AUTO_TEST_CASE(pcm16_forward_on_the_gpu_matches_the_cpu) {
   auto vec = [](const auto& t) { return std::vector<double>(t.begin(), t.end()); };
   const auto e = compare(vec(gpu.output("pool3")), vec(cpu.output("pool3")));
   BOOST_TEST(e.rel_l2 <= 1e-4, "pool3 rel L2 " << e.rel_l2);
+}
+
+// Inputs uploaded beside the computation (cuda::upload_stage): training steps whose batches go
+// through the stage, each written and uploaded while the previous step's backward pass and Adam
+// step may still be running, give bit for bit the losses and weights of the same steps fed from
+// host memory by forward(). Were the copy not waited for, or a device buffer rewritten while
+// still to be read, a step would see another batch (four steps: both buffers, each twice).
+BOOST_AUTO_TEST_CASE(staged_uploads_give_the_same_training_steps) {
+  using net = soundnet::soundnet5<4, 3>;
+  const long batch = 2, samples = net::min_input_length() + 3000, steps = net::output_length(samples);
+  const std::size_t n = std::size_t(batch * samples);
+  soundnet::model<net, float, cuda> direct(7), staged(7);
+  soundnet::adam<float, cuda> od(direct), os(staged);
+  cuda::upload_stage<float> stage(staged.context());
+  xt::xtensor<float, 3> t_obj = xt::ones<float>({std::size_t(batch), std::size_t(4), std::size_t(steps)}) / 4.0f;
+  xt::xtensor<float, 3> t_scn = xt::ones<float>({std::size_t(batch), std::size_t(3), std::size_t(steps)}) / 3.0f;
+  t_obj(0, 1, 0) = 0.5f, t_obj(0, 2, 0) = 0.0f;
+  for (int step = 0; step < 4; ++step) {
+    const auto wave = draw(n, 100 + std::uint64_t(step), 0, 60);
+    const std::vector<float> x(wave.begin(), wave.end());
+    direct.forward(x.data(), batch, samples, soundnet::mode::training);
+    const double ld = direct.kl_loss(t_obj, t_scn);
+    direct.zero_grad();
+    direct.backward();
+    od.step();
+    float* host = stage.host(n);
+    std::copy(x.begin(), x.end(), host);
+    staged.forward_device(stage.upload(n), batch, samples, soundnet::mode::training);
+    const double ls = staged.kl_loss(t_obj, t_scn);
+    staged.zero_grad();
+    staged.backward();
+    os.step();
+    BOOST_TEST(ls == ld, "step " << step << ": staged loss " << ls << ", direct " << ld);
+  }
+  const auto pd = direct.parameter_arena(), ps = staged.parameter_arena();
+  std::vector<float> hd(pd.size()), hs(ps.size());
+  soundnet::ops<cuda, float>::copy_to_host(direct.context(), pd.data(), long(pd.size()), hd.data());
+  soundnet::ops<cuda, float>::copy_to_host(staged.context(), ps.data(), long(ps.size()), hs.data());
+  BOOST_TEST((hd == hs), "the weights after four steps differ");
+  // a NaN in a staged batch is found on the device and named as forward() names it
+  float* host = stage.host(n);
+  std::fill(host, host + n, 1.0f);
+  host[std::size_t(samples) + 5] = std::numeric_limits<float>::quiet_NaN();
+  const float* device = stage.upload(n);
+  BOOST_CHECK_EXCEPTION(staged.forward_device(device, batch, samples), soundnet::shape_error,
+                        [](const soundnet::shape_error& e) {
+                          BOOST_TEST_MESSAGE(e.what());
+                          return std::string(e.what()).find("clip 1 at sample 5") != std::string::npos;
+                        });
+  BOOST_CHECK_THROW(staged.kl_loss(t_obj, t_scn), soundnet::error);  // no forward to take a loss of
 }
 
 // SoundNet-8 on the GPU in T against the CPU in float64, from the same seed: both forward

@@ -186,6 +186,29 @@ class model {
     run_forward(waveforms, batch, samples, m, k, num_layers);
   }
 
+  /// As above on waveforms already in the device's memory (on the CPU, host memory), e.g. what
+  /// cuda::upload_stage::upload() returns: the same computation without the copy from the host.
+  /// Non-finite samples are looked for on the device and named as forward() names them.
+  void forward_device(const T* waveforms, long batch, long samples, mode m = mode::inference,
+                      keep k = keep::block_outputs) {
+    if constexpr (std::is_same_v<Device, cpu>) {
+      run_forward(waveforms, batch, samples, m, k, num_layers);
+    } else {
+      check_shape(batch, samples);
+      prepare_forward(batch, samples, m, k, num_layers);
+      const long n = batch * samples;
+      O::copy(ctx_, waveforms, n, acts_[0].data());
+      if (!O::all_finite(ctx_, acts_[0].data(), n)) {  // rare: bring it back to name the sample
+        has_forward_ = has_logit_grad_ = false;        // the activations are sized for this batch
+        std::vector<T> host(static_cast<std::size_t>(n));
+        O::copy_to_host(ctx_, acts_[0].data(), n, host.data());
+        check_input(host.data(), batch, samples);
+        throw shape_error("input has a non-finite value (NaN or Inf)");
+      }
+      finish_forward(m);
+    }
+  }
+
   /// As above on 16-bit PCM samples (N, 1, samples) in host memory: each is scaled to the
   /// network's input convention (sample / 32768 * audio_format::scale). On a GPU the 16-bit
   /// samples are uploaded (half the bytes of float32) and converted on the device. Int16

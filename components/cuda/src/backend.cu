@@ -87,6 +87,28 @@ struct state {
   }
 };
 
+struct stage {
+  state* owner = nullptr;
+  cudaStream_t copy = nullptr;
+  cudaEvent_t copied = nullptr;    // the last upload's copy
+  cudaEvent_t released = nullptr;  // the owner's stream's work queued at the last upload
+  bool uploaded = false;
+  void* host = nullptr;  // pinned
+  std::size_t host_bytes = 0;
+  void* device[2] = {};
+  std::size_t device_bytes[2] = {};
+  int next = 0;  // the device buffer the next upload writes
+
+  ~stage() {
+    if (copy) cudaStreamSynchronize(copy);
+    if (host) cudaFreeHost(host);
+    for (void* p : device) cudaFree(p);  // cudaFree waits for the device: no reader is left
+    if (copied) cudaEventDestroy(copied);
+    if (released) cudaEventDestroy(released);
+    if (copy) cudaStreamDestroy(copy);
+  }
+};
+
 namespace {
 
 // At least `bytes` of device scratch in `slot` (grown by freeing first: cudaFree waits for the
@@ -883,6 +905,58 @@ result copy_from_host(state* s, const void* host_src, std::size_t bytes, void* d
 result copy_on_device(state* s, const void* src, std::size_t bytes, void* dst) {
   if (bytes == 0 || src == dst) return nullptr;
   SN_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, s->stream));
+  return nullptr;
+}
+
+result stage_create(state* s, stage** out) {
+  *out = nullptr;
+  auto st = std::make_unique<stage>();
+  st->owner = s;
+  SN_CUDA(cudaStreamCreateWithFlags(&st->copy, cudaStreamNonBlocking));
+  SN_CUDA(cudaEventCreateWithFlags(&st->copied, cudaEventDisableTiming));
+  SN_CUDA(cudaEventCreateWithFlags(&st->released, cudaEventDisableTiming));
+  *out = st.release();
+  return nullptr;
+}
+
+void stage_destroy(stage* st) noexcept { delete st; }
+
+result stage_host(stage* st, std::size_t bytes, void** host) {
+  *host = nullptr;
+  if (st->uploaded) SN_CUDA(cudaEventSynchronize(st->copied));
+  if (bytes > st->host_bytes) {
+    if (st->host) SN_CUDA(cudaFreeHost(st->host));
+    st->host = nullptr;
+    st->host_bytes = 0;
+    SN_CUDA(cudaHostAlloc(&st->host, bytes, cudaHostAllocDefault));
+    st->host_bytes = bytes;
+  }
+  *host = st->host;
+  return nullptr;
+}
+
+result stage_upload(stage* st, std::size_t bytes, void** device) {
+  *device = nullptr;
+  if (bytes > st->host_bytes) return fail("stage_upload: " + std::to_string(bytes) + " bytes asked for, " +
+                                          std::to_string(st->host_bytes) + " staged (call stage_host first)");
+  const int b = st->next;
+  if (bytes > st->device_bytes[b]) {  // cudaFree waits for the device: no reader is left
+    SN_CUDA(cudaFree(st->device[b]));
+    st->device[b] = nullptr;
+    st->device_bytes[b] = 0;
+    SN_CUDA(cudaMalloc(&st->device[b], bytes));
+    st->device_bytes[b] = bytes;
+  }
+  // Buffer b was last read by work queued before the previous upload: `released` as recorded
+  // then. The wait takes that record; the new record is for the next upload.
+  if (st->uploaded) SN_CUDA(cudaStreamWaitEvent(st->copy, st->released, 0));
+  SN_CUDA(cudaEventRecord(st->released, st->owner->stream));
+  SN_CUDA(cudaMemcpyAsync(st->device[b], st->host, bytes, cudaMemcpyHostToDevice, st->copy));
+  SN_CUDA(cudaEventRecord(st->copied, st->copy));
+  SN_CUDA(cudaStreamWaitEvent(st->owner->stream, st->copied, 0));
+  st->uploaded = true;
+  st->next = 1 - b;
+  *device = st->device[b];
   return nullptr;
 }
 

@@ -53,6 +53,20 @@ result copy_to_host(state* s, const void* device_src, std::size_t bytes, void* h
 result copy_from_host(state* s, const void* host_src, std::size_t bytes, void* device_dst);
 result copy_on_device(state* s, const void* src, std::size_t bytes, void* dst);
 
+/// An upload path beside a state's stream, for model inputs: pinned host memory, two device
+/// buffers used in turn and a copy stream of its own (cuda::upload_stage in device.hpp).
+struct stage;
+result stage_create(state* s, stage** out);
+void stage_destroy(stage* st) noexcept;
+/// Pinned host memory of at least `bytes` for the next upload, in `host`; waits until the
+/// previous upload has been copied out of it.
+result stage_host(stage* st, std::size_t bytes, void** host);
+/// Queues the copy of the host memory's first `bytes` into the next device buffer on the copy
+/// stream, once the work the state's stream had queued at the previous upload has run (the
+/// last to read that buffer), and makes the state's stream wait for the copy. Returns at once,
+/// with the device buffer in `device` (valid until the upload after next).
+result stage_upload(stage* st, std::size_t bytes, void** device);
+
 /// One 1-D convolution's shapes (as soundnet::conv_geometry).
 struct conv_shape {
   long n, c_in, t_in, c_out, kernel, stride, padding, t_out;

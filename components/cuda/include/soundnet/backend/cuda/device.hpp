@@ -137,6 +137,44 @@ struct cuda {
     cuda_backend::state* state_ = nullptr;
     batch_norm_sync* sync_ = nullptr;
   };
+
+  /// Model inputs uploaded beside the computation: the next batch goes from pinned host memory
+  /// to the GPU on a copy stream of its own while the context's stream is still busy (with the
+  /// previous step's backward pass and Adam step), and the context's stream waits for the copy
+  /// before the work queued after upload():
+  ///
+  ///   cuda::upload_stage<float> stage(net.context());
+  ///   float* host = stage.host(n);          // pinned; waits until the last upload has left it
+  ///   ... write the batch there ...
+  ///   const float* x = stage.upload(n);     // returns at once
+  ///   net.forward_device(x, batch, samples, mode::training);
+  ///
+  /// The device memory upload() returns stays valid until the upload after next (two buffers
+  /// are used in turn). The stage must not outlive its context.
+  template <class U>
+  class upload_stage {
+   public:
+    explicit upload_stage(context& ctx) { detail::cuda_check(cuda_backend::stage_create(ctx.state(), &stage_)); }
+    upload_stage(const upload_stage&) = delete;
+    upload_stage& operator=(const upload_stage&) = delete;
+    ~upload_stage() { cuda_backend::stage_destroy(stage_); }
+
+    /// Pinned host memory for `count` values of the next upload.
+    U* host(std::size_t count) {
+      void* p = nullptr;
+      detail::cuda_check(cuda_backend::stage_host(stage_, count * sizeof(U), &p));
+      return static_cast<U*>(p);
+    }
+    /// Queues the copy of the first `count` values of host() to the GPU; the device memory.
+    const U* upload(std::size_t count) {
+      void* p = nullptr;
+      detail::cuda_check(cuda_backend::stage_upload(stage_, count * sizeof(U), &p));
+      return static_cast<const U*>(p);
+    }
+
+   private:
+    cuda_backend::stage* stage_ = nullptr;
+  };
 };
 
 /// The CUDA device's operation table (backend/device.hpp): each op queues kernels or cuBLAS
