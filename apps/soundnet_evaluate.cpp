@@ -49,7 +49,7 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string features, meta, out, arch, weights, audio, layers = "pool5", cache, device = "cpu";
+  std::string features, meta, out, arch, weights, audio, layers = "pool5", cache, device = "cpu", math = "strict";
   double c = 0, window_seconds = 1.0, clip_seconds = 10.0, lr = 1e-3;
   int folds = 0, scenes = 401, threads = 0, epochs = 30, batch = 16;
   bool supervised = false;
@@ -262,6 +262,7 @@ struct from_audio {
   int operator()() const {
     constexpr long clip_samples = 10L * soundnet::audio_format::sample_rate;  // the authors' 10 s
     soundnet::model<Net, float, Device> net(static_cast<std::uint64_t>(s.seed));
+    soundnet::app::apply_math(net, s.math);
     const bool random = s.weights == "random";
     if (!random) soundnet::io::load_weights(net, s.weights);
     std::vector<std::string> layers;
@@ -432,6 +433,7 @@ struct supervised {
       const long batch = std::min<long>(s.batch, static_cast<long>(train.size()));
       const long steps = static_cast<long>(train.size()) / batch;
       soundnet::model<Net, float, Device> net(static_cast<std::uint64_t>(s.seed));
+      soundnet::app::apply_math(net, s.math);
       soundnet::adam_options ao;
       ao.lr = s.lr;
       soundnet::adam opt(net, ao);
@@ -571,9 +573,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(soundnet::app::number_in(1e-9, 10));
   soundnet::app::add_device_option(app, s.device);
+  soundnet::app::add_math_option(app, s.math);
   soundnet::app::add_threads_option(app, s.threads);
   (void)sup;
   return soundnet::app::run(app, argc, argv, [&] {
+    soundnet::app::check_math(s.device, s.math);
     if (!s.features.empty())
       return std::filesystem::is_directory(s.features) ? evaluate_feature_folder(s) : evaluate_feature_matrix(s);
     if (s.supervised) {

@@ -32,7 +32,7 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string arch, weights, input_npy, layer, out, pool, list, device = "cpu";
+  std::string arch, weights, input_npy, layer, out, pool, list, device = "cpu", math = "strict";
   std::vector<std::string> inputs;
   int scenes = 401, threads = 0;
   bool all_layers = false;
@@ -45,6 +45,7 @@ struct extract {
   template <class Net, class Device = soundnet::cpu>
   int operator()() const {
     soundnet::model<Net, float, Device> net;
+    soundnet::app::apply_math(net, s.math);
     const bool audio_mode = s.input_npy.empty();
     std::string layer = s.layer;
     if (layer.empty() && audio_mode && !s.all_layers) layer = net.has_output("pool5") ? "pool5" : "pool3";
@@ -186,8 +187,10 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(soundnet::app::number_in(0.01, 3600.0));
   soundnet::app::add_device_option(app, s.device);
+  soundnet::app::add_math_option(app, s.math);
   soundnet::app::add_threads_option(app, s.threads);
   return soundnet::app::run(app, argc, argv, [&] {
+    soundnet::app::check_math(s.device, s.math);
     if (!s.layer.empty() && s.all_layers) throw usage_error("give exactly one of --layer NAME and --all-layers");
     if (s.input_npy.empty() && s.inputs.empty() && s.list.empty())
       throw usage_error("no input: give --input-npy X.npy, audio files or folders, or --list");

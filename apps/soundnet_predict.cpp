@@ -25,7 +25,7 @@ namespace {
 using soundnet::app::usage_error;
 
 struct settings {
-  std::string arch, weights, labels_objects, labels_scenes, device = "cpu";
+  std::string arch, weights, labels_objects, labels_scenes, device = "cpu", math = "strict";
   std::vector<std::string> files;
   int scenes = 401, threads = 0;
   long top = 5;
@@ -68,6 +68,7 @@ struct predict {
   int operator()() const {
     using model_t = soundnet::model<Net, float, Device>;
     model_t net;
+    soundnet::app::apply_math(net, s.math);
     soundnet::io::load_weights(net, s.weights);
     const std::string data = soundnet::app::labels_folder(SOUNDNET_EXAMPLE_DATA);
     const auto objects = soundnet::app::read_labels(
@@ -148,8 +149,10 @@ int main(int argc, char** argv) {
   app.add_option("--tile-to", s.tile_to, "repeat shorter clips circularly to this many seconds")
       ->check(soundnet::app::number_in(0.0, 3600.0));
   soundnet::app::add_device_option(app, s.device);
+  soundnet::app::add_math_option(app, s.math);
   soundnet::app::add_threads_option(app, s.threads);
   return soundnet::app::run(app, argc, argv, [&] {
+    soundnet::app::check_math(s.device, s.math);
     soundnet::app::apply_threads(s.threads);
     return soundnet::app::with_architecture_on(s.device, s.arch, s.scenes, predict{s});
   });

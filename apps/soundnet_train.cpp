@@ -60,7 +60,7 @@ using soundnet::app::usage_error;
 
 struct settings {
   std::string arch, manifest, dataset, init, save, checkpoint, resume, dump_gradients, precision = "float32";
-  std::string loss = "kl", log, plot, non_finite = "stop", device = "cpu";
+  std::string loss = "kl", log, plot, non_finite = "stop", device = "cpu", math = "strict";
   int scenes = 401, threads = 0, loader_threads = 2, prefetch = 4;
   long seed = 1, batch = 64, steps = 100000, crop = 0, hop = 110250, every = 0;
   long validation_videos = -1, validate_every = 100;
@@ -370,6 +370,7 @@ struct train {
 
     // ---- model and optimiser ----
     model_t net(seed);
+    soundnet::app::apply_math(net, s.math);
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
     soundnet::adam opt(net, adam_options_of(s));
     const auto run_state = recorded_state(s, s.manifest);
@@ -503,6 +504,7 @@ struct train {
     if constexpr (!std::is_same_v<Device, soundnet::cpu>)
       if (w.parallel()) select_gpu(w);  // before the model: its memory goes to that GPU
     model_t net(static_cast<std::uint64_t>(s.seed));
+    soundnet::app::apply_math(net, s.math);
     if (!s.init.empty()) soundnet::io::load_weights(net, s.init);
     soundnet::adam opt(net, adam_options_of(s));
     if constexpr (!std::is_same_v<Device, soundnet::cpu>)
@@ -893,8 +895,12 @@ int main(int argc, char** argv) {
   app.add_option("--precision", s.precision, "float32, or float64 for numerical studies (no checkpoints)")
       ->capture_default_str();
   soundnet::app::add_device_option(app, s.device);
+  soundnet::app::add_math_option(app, s.math);
   soundnet::app::add_threads_option(app, s.threads);
   return soundnet::app::run(app, argc, argv, [&] {
+    soundnet::app::check_math(s.device, s.math);
+    if (s.precision == "float64" && s.math != "strict")
+      throw usage_error("--math " + s.math + " applies to float32 (--precision float64 computes in float64)");
     if (s.precision == "float64" && (!s.checkpoint.empty() || !s.resume.empty()))
       throw usage_error("checkpoints hold float32 models: --checkpoint/--resume need --precision float32");
     if (s.dataset.empty() && s.manifest.empty()) throw usage_error("give --dataset DIR or --manifest CSV");

@@ -8,7 +8,7 @@
 //           and a 8192^3 cuBLAS SGEMM, strict float32 and TF32
 //   ops     each SoundNet-sized case of tests/op_cases.hpp alone (batch 1)
 //   train   one training step (forward in training mode, KL loss of both heads, backward, Adam)
-//           at --batch, strict float32 and TF32; waveforms from host memory each step, and the
+//           at --batch, strict float32, TF32 and bf16 GEMMs; waveforms from host memory each step, and the
 //           upload alone; consecutive float32 steps fed through cuda::upload_stage (as
 //           soundnet-train feeds a GPU) and from a resident device buffer; the projection of
 //           the paper's 100,000 iterations
@@ -180,9 +180,9 @@ void train(int repeats, long batch, report& out) {
   const long steps = net::output_length(clip);
   const auto po = distributions(std::size_t(batch), net::objects, std::size_t(steps), 1);
   const auto ps = distributions(std::size_t(batch), net::scenes, std::size_t(steps), 2);
-  for (int m = 0; m < 2; ++m) {
+  for (int m = 0; m < 3; ++m) {
     gpu_model model(1);
-    if (m) model.context().set_math(soundnet::cuda::math::tf32);
+    if (m) model.context().set_math(m == 1 ? soundnet::cuda::math::tf32 : soundnet::cuda::math::bf16);
     if (m == 0) std::printf("GPU: %s\n", model.context().device_name().c_str());
     soundnet::adam<float, soundnet::cuda> optimiser(model);
     const double step = timed(repeats, [&] {
@@ -193,7 +193,7 @@ void train(int repeats, long batch, report& out) {
       optimiser.step();
       model.context().synchronize();
     });
-    const char* name = m ? "train8_tf32" : "train8_float32";
+    const char* name = m == 2 ? "train8_bf16" : m ? "train8_tf32" : "train8_float32";
     std::printf("%s batch %ld: step %.1f ms, %.1f TFLOP/s, 100,000 steps %.1f min\n", name, batch, 1e3 * step,
                 flops / step / 1e12, step * 1e5 / 60);
     out.add(name, field("seconds", step) + ", " + field("flops", flops) + ", " + field("batch", double(batch)) + ", " +

@@ -48,9 +48,9 @@ def main():
         r = ours.get(key)
         if r:
             rows.append((label, 1e3 * r["seconds"], None, None, None))
-    bf16 = peer("eager_bf16", "train_from_host_ms")
-    if bf16:
-        rows.append((f"train step b{batch} bf16 autocast", None, bf16, None, None))
+    r, bf16 = ours.get("train8_bf16"), peer("eager_bf16", "train_from_host_ms")
+    if r or bf16:  # ours: bf16 GEMM operands, float32 storage; PyTorch: autocast
+        rows.append((f"train step b{batch} bf16 (ours: GEMMs)", 1e3 * r["seconds"] if r else None, bf16, None, None))
     for key, label in ((f"infer8_b{batch}", f"inference b{batch} float32"), ("infer8_b1", "inference b1 float32 (latency)")):
         r = ours.get(key)
         if r:
@@ -66,10 +66,10 @@ def main():
         print(f"{name:38} {f(us)} {f(e)} {f(c)} {ratio(e)} {ratio(c)} {f(floor)}")
     if "train8_float32_staged" in ours:
         print("* consecutive steps without a wait between them (the upload beside the previous step's backward pass)")
-    t = ours.get("train8_tf32") or ours.get("train8_float32")
-    if t:
-        print(f"100,000 iterations of batch {batch} projected: {t['seconds'] * 1e5 / 60:.1f} min (soundnet, "
-              f"{'TF32' if 'train8_tf32' in ours else 'float32'})")
+    for key, label in (("train8_float32", "float32"), ("train8_tf32", "TF32"), ("train8_bf16", "bf16")):
+        if key in ours:
+            print(f"100,000 iterations of batch {batch} projected: {ours[key]['seconds'] * 1e5 / 60:.1f} min "
+                  f"(soundnet, {label})")
     for mode, v in theirs.items():
         if isinstance(v, dict) and "error" in v:
             print(f"PyTorch {mode}: not measured ({v['error']})")

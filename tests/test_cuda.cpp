@@ -44,6 +44,7 @@ struct no_gpu {
 // Relative L2 tolerances against float64 on the CPU (docs/numerics.md).
 constexpr double float32_tolerance = 5e-5, float32_max = 2e-4;  // cuBLAS's summation order, not ours
 constexpr double tf32_conv_tolerance = 3e-3;                     // 10-bit operand mantissas
+constexpr double bf16_conv_tolerance = 2.4e-2;                   // 7-bit: 8x TF32's rounding
 constexpr double float64_tolerance = 1e-12;
 
 // One op case on the GPU against the CPU in double: forward and every gradient.
@@ -89,6 +90,14 @@ BOOST_AUTO_TEST_CASE(tf32_convolutions_stay_within_their_tolerance) {
   op_runner<soundnet::cpu, double> cpu;
   for (const auto& o : op_cases())
     if (o.convolution()) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, tf32_conv_tolerance, 10 * tf32_conv_tolerance); }
+}
+
+BOOST_AUTO_TEST_CASE(bf16_convolutions_stay_within_their_tolerance) {
+  op_runner<cuda, float> gpu;
+  gpu.context().set_math(cuda::math::bf16);
+  op_runner<soundnet::cpu, double> cpu;
+  for (const auto& o : op_cases())
+    if (o.convolution()) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, bf16_conv_tolerance, 10 * bf16_conv_tolerance); }
 }
 
 BOOST_AUTO_TEST_CASE(results_repeat_bit_for_bit) {

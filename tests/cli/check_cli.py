@@ -158,6 +158,16 @@ def main():
         check("extract: --device cuda without a GPU (or without the CUDA device) is a clear error, no CPU fallback",
               (no_gpu or not_built) and not os.path.exists(path("cuda.npy")), err.strip())
     expect("extract: bad --device", one + ["--device", "gpu", "--out", path("z.npy")], 2, "--device", "gpu")
+    # --math sets a GPU's matrix products: refused on the CPU, unknown values refused
+    for stale in ("math.npy", "math.safetensors"):
+        if os.path.exists(path(stale)):
+            os.remove(path(stale))
+    expect("extract: --math tf32 on the CPU", one + ["--math", "tf32", "--out", path("math.npy")], 2,
+           "--math tf32 sets a GPU's matrix products", "needs --device cuda")
+    expect("extract: bad --math", one + ["--math", "fp8", "--out", path("math.npy")], 2, "--math", "fp8")
+    expect("train: --math bf16 on the CPU", [a.train, "--arch", "soundnet5", "--manifest", manifest0, "--steps", "0",
+                                             "--math", "bf16", "--save", path("math.safetensors")], 2, "needs --device cuda")
+    check("--math refused: nothing written", not os.path.exists(path("math.npy")) and not os.path.exists(path("math.safetensors")))
 
     # ---- extract: bad flags and bad files ----
     base = [a.extract, "--arch", "soundnet5", "--weights", weights, "--out", path("y.npy")]

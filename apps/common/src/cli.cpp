@@ -73,6 +73,20 @@ void add_device_option(CLI::App& app, std::string& device) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
+void add_math_option(CLI::App& app, std::string& math) {
+  app.add_option("--math", math,
+                 "with --device cuda, the precision of the convolutions' matrix products: strict (float32), tf32 or "
+                 "bf16 (tensor cores; storage, sums and weights stay float32)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"strict", "tf32", "bf16"}));
+}
+
+void check_math(const std::string& device, const std::string& math) {
+  if (math != "strict" && device != "cuda")
+    throw usage_error("--math " + math + " sets a GPU's matrix products: it needs --device cuda (the CPU computes in "
+                      "float32)");
+}
+
 void apply_threads(int threads) {
   if (threads > 0) soundnet::set_num_threads(threads);
 }

@@ -73,6 +73,7 @@ struct state {
   int device = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
+  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;  // of the float32 GEMMs (set_math)
   void* scratch[slot_count] = {};
   std::size_t scratch_bytes[slot_count] = {};
   double* host = nullptr;  // pinned, for the values that come back to the host
@@ -475,18 +476,19 @@ __global__ void adam_kernel(T* param, const T* grad, T* m, T* v, long n, T b1, T
 
 // ---- host helpers -------------------------------------------------------------------------
 
-cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, long m, long n, long k,
+cublasStatus_t gemm(state* s, cublasOperation_t ta, cublasOperation_t tb, long m, long n, long k,
                     const float* a, long lda, long long stride_a, const float* b, long ldb, long long stride_b,
                     float beta, float* c, long ldc, long long stride_c, long batch) {
   const float one = 1;
-  return cublasSgemmStridedBatched(h, ta, tb, int(m), int(n), int(k), &one, a, int(lda), stride_a, b, int(ldb),
-                                   stride_b, &beta, c, int(ldc), stride_c, int(batch));
+  return cublasGemmStridedBatchedEx(s->blas, ta, tb, int(m), int(n), int(k), &one, a, CUDA_R_32F, int(lda), stride_a,
+                                    b, CUDA_R_32F, int(ldb), stride_b, &beta, c, CUDA_R_32F, int(ldc), stride_c,
+                                    int(batch), s->compute, CUBLAS_GEMM_DEFAULT);
 }
-cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, long m, long n, long k,
+cublasStatus_t gemm(state* s, cublasOperation_t ta, cublasOperation_t tb, long m, long n, long k,
                     const double* a, long lda, long long stride_a, const double* b, long ldb, long long stride_b,
                     double beta, double* c, long ldc, long long stride_c, long batch) {
   const double one = 1;
-  return cublasDgemmStridedBatched(h, ta, tb, int(m), int(n), int(k), &one, a, int(lda), stride_a, b, int(ldb),
+  return cublasDgemmStridedBatched(s->blas, ta, tb, int(m), int(n), int(k), &one, a, int(lda), stride_a, b, int(ldb),
                                    stride_b, &beta, c, int(ldc), stride_c, int(batch));
 }
 
@@ -580,7 +582,7 @@ result conv_epilogue(state* s, const T* x, const T* w, T* y, const conv_shape& g
       im2col_kernel<<<blocks_for(clips * rows * width), threads, 0, s->stream>>>(
           x + n0 * g.c_in * g.t_in, g.c_in, g.t_in, g.kernel, g.stride, g.padding, t0, width, clips, cols);
       SN_LAUNCHED("im2col");
-      SN_BLAS(gemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, width, g.c_out, rows, cols, width, rows * width, w, rows, 0, T(0),
+      SN_BLAS(gemm(s, CUBLAS_OP_N, CUBLAS_OP_N, width, g.c_out, rows, cols, width, rows * width, w, rows, 0, T(0),
                    y + n0 * g.c_out * g.t_out + t0, g.t_out, g.c_out * g.t_out, clips));
     }
   }
@@ -625,11 +627,11 @@ result do_conv1d_backward(state* s, const T* x, const T* w, const T* dy, T* dx, 
           x + n0 * g.c_in * g.t_in, g.c_in, g.t_in, g.kernel, g.stride, g.padding, t0, width, clips, cols);
       SN_LAUNCHED("im2col");
       for (long b = 0; b < clips; ++b)  // dw (C_out, rows) += dy_b (C_out, width) cols_b^T, clip by clip
-        SN_BLAS(gemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, g.c_out, width, cols + b * rows * width, width, 0,
+        SN_BLAS(gemm(s, CUBLAS_OP_T, CUBLAS_OP_N, rows, g.c_out, width, cols + b * rows * width, width, 0,
                      dy + (n0 + b) * g.c_out * g.t_out + t0, g.t_out, 0, T(1), dw, rows, 0, 1));
       if (!dx) continue;
       // dcols (rows, width) = w^T (rows, C_out) dy (C_out, width), then gathered into dx.
-      SN_BLAS(gemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, width, rows, g.c_out, dy + n0 * g.c_out * g.t_out + t0, g.t_out,
+      SN_BLAS(gemm(s, CUBLAS_OP_N, CUBLAS_OP_T, width, rows, g.c_out, dy + n0 * g.c_out * g.t_out + t0, g.t_out,
                    g.c_out * g.t_out, w, rows, 0, T(0), dcols, width, rows * width, clips));
       const long i_begin = std::max(0L, t0 * g.stride - g.padding);
       const long i_end = std::min(g.t_in, (t0 + width - 1) * g.stride - g.padding + g.kernel);
@@ -858,7 +860,8 @@ result synchronize(state* s) {
 }
 
 result set_math(state* s, int math) {
-  SN_BLAS(cublasSetMathMode(s->blas, math == 1 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  if (math < 0 || math > 2) return fail("set_math: " + std::to_string(math) + " is not 0 (strict), 1 (TF32) or 2 (bf16)");
+  s->compute = math == 1 ? CUBLAS_COMPUTE_32F_FAST_TF32 : math == 2 ? CUBLAS_COMPUTE_32F_FAST_16BF : CUBLAS_COMPUTE_32F;
   return nullptr;
 }
 

@@ -53,6 +53,23 @@ int with_architecture(const std::string& arch, int scenes, F&& f) {
 /// Adds --device cpu|cuda (default cpu): the device the network runs on.
 void add_device_option(CLI::App& app, std::string& device);
 
+/// Adds --math strict|tf32|bf16 (default strict): the precision of a GPU's matrix products
+/// (cuda::math; --device cuda only).
+void add_math_option(CLI::App& app, std::string& math);
+/// A usage error for --math other than strict without --device cuda.
+void check_math(const std::string& device, const std::string& math);
+/// Sets a GPU model's matrix-product precision from --math; nothing on the CPU (check_math
+/// refuses anything but strict there).
+template <class Model>
+void apply_math(Model& net, const std::string& math) {
+  using device = typename Model::device;
+  if constexpr (!std::is_same_v<device, soundnet::cpu>)
+    net.context().set_math(math == "tf32"   ? device::math::tf32
+                           : math == "bf16" ? device::math::bf16
+                                            : device::math::strict_float32);
+  (void)net, (void)math;
+}
+
 /// Calls f.template operator()<Device>() for the device named by --device. "cuda" in a build
 /// without the CUDA device is a usage error saying so; on a machine without a usable GPU, a
 /// soundnet::error with the driver's reason. The CPU is never used in the GPU's place.

@@ -40,8 +40,9 @@ result describe(state* s, char* text, std::size_t capacity);
 void* stream(state* s) noexcept;
 result synchronize(state* s);
 
-/// Precision of the convolutions' products: 0 strict float32 (the default), 1 TF32 tensor
-/// cores (float32 storage and accumulation, operands rounded to 10-bit mantissas).
+/// Precision of the float32 convolutions' GEMMs: 0 strict float32 (the default), 1 TF32 tensor
+/// cores (float32 storage and accumulation, operands rounded to 10-bit mantissas), 2 bfloat16
+/// tensor cores (the same with 7-bit mantissas: cuBLAS's CUBLAS_COMPUTE_32F_FAST_16BF).
 result set_math(state* s, int math);
 
 /// Device memory on the current GPU (cudaMalloc); release(nullptr) does nothing.

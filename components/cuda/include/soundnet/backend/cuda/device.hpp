@@ -92,7 +92,8 @@ struct cuda {
   /// Precision of the convolutions' matrix products.
   enum class math {
     strict_float32,  ///< float32 products (the default; what the CPU computes, up to order)
-    tf32             ///< TF32 tensor cores: float32 storage and sums, 10-bit operand mantissas
+    tf32,            ///< TF32 tensor cores: float32 storage and sums, 10-bit operand mantissas
+    bf16             ///< bfloat16 tensor cores: float32 storage and sums, 7-bit operand mantissas
   };
 
   /// What every op receives: the GPU, a stream, a cuBLAS handle and scratch memory. Created on
@@ -122,7 +123,9 @@ struct cuda {
       detail::cuda_check(cuda_backend::describe(state_, text, sizeof text));
       return text;
     }
-    void set_math(math m) { detail::cuda_check(cuda_backend::set_math(state_, m == math::tf32 ? 1 : 0)); }
+    /// The precision of the float32 convolutions' matrix products (cuBLAS's compute type); the
+    /// direct conv1 kernel and every other op stay float32, and float64 models are unaffected.
+    void set_math(math m) { detail::cuda_check(cuda_backend::set_math(state_, static_cast<int>(m))); }
 
     /// Synchronised batch norm (see batch_norm_sync); null: this process's batch alone.
     void set_batch_norm_sync(batch_norm_sync* s) { sync_ = s; }
