@@ -84,20 +84,21 @@ BOOST_AUTO_TEST_CASE(every_op_case_in_float64_matches_the_cpu) {
     if (!o.large) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, float64_tolerance, float64_tolerance); }
 }
 
-BOOST_AUTO_TEST_CASE(tf32_convolutions_stay_within_their_tolerance) {
+// Every convolution case with the GEMMs in `math`, within `tolerance` (largest error 10x).
+void check_convolutions(cuda::math math, double tolerance) {
   op_runner<cuda, float> gpu;
-  gpu.context().set_math(cuda::math::tf32);
+  gpu.context().set_math(math);
   op_runner<soundnet::cpu, double> cpu;
   for (const auto& o : op_cases())
-    if (o.convolution()) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, tf32_conv_tolerance, 10 * tf32_conv_tolerance); }
+    if (o.convolution()) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, tolerance, 10 * tolerance); }
+}
+
+BOOST_AUTO_TEST_CASE(tf32_convolutions_stay_within_their_tolerance) {
+  check_convolutions(cuda::math::tf32, tf32_conv_tolerance);
 }
 
 BOOST_AUTO_TEST_CASE(bf16_convolutions_stay_within_their_tolerance) {
-  op_runner<cuda, float> gpu;
-  gpu.context().set_math(cuda::math::bf16);
-  op_runner<soundnet::cpu, double> cpu;
-  for (const auto& o : op_cases())
-    if (o.convolution()) BOOST_TEST_CONTEXT(o.name) { check_case(gpu, cpu, o, bf16_conv_tolerance, 10 * bf16_conv_tolerance); }
+  check_convolutions(cuda::math::bf16, bf16_conv_tolerance);
 }
 
 BOOST_AUTO_TEST_CASE(results_repeat_bit_for_bit) {
