@@ -87,6 +87,7 @@ void write_results(const std::string& out, nlohmann::json j, const soundnet::eva
   for (const auto& f : ev.folds) {
     nlohmann::json fj = {{"fold", f.fold}, {"clips", f.clips}, {"correct", f.correct}, {"accuracy", f.accuracy()}};
     if (f.c > 0) fj["c"] = f.c;
+    if (!f.c_scores.empty()) fj["c_scores"] = f.c_scores;  // the training folds' accuracy per c_grid value
     j["folds"].push_back(fj);
   }
   j["classes"] = ev.classes, j["class_accuracy"] = ev.class_accuracy, j["confusion"] = ev.confusion;

@@ -113,27 +113,32 @@ struct outcome {
   std::vector<std::pair<int, int>> pairs;  // (true class, predicted class) per test clip
 };
 
-outcome train_and_test(const feature_set& data, const std::vector<std::vector<long>>& clip_rows,
-                       const std::vector<long>& train_clips, const std::vector<long>& test_clips, const svm_options& o) {
+// Trains on `train_clips` and tests the one model on each of `test_sets` (clip indices).
+std::vector<outcome> train_and_test(const feature_set& data, const std::vector<std::vector<long>>& clip_rows,
+                                    const std::vector<long>& train_clips,
+                                    const std::vector<std::vector<long>>& test_sets, const svm_options& o) {
   std::vector<long> rows;
   for (long c : train_clips) rows.insert(rows.end(), clip_rows[std::size_t(c)].begin(), clip_rows[std::size_t(c)].end());
   const linear_svm svm(data, rows, o);
   const auto& classes = svm.classes();
   std::vector<double> dec(classes.size()), mean(classes.size());
-  outcome out;
-  for (long c : test_clips) {
-    std::fill(mean.begin(), mean.end(), 0.0);
-    for (long r : clip_rows[std::size_t(c)]) {
-      svm.decision(data.rows.data() + r * data.dim, dec.data());
-      for (std::size_t k = 0; k < dec.size(); ++k) mean[k] += dec[k];
+  std::vector<outcome> outs(test_sets.size());
+  for (std::size_t s = 0; s < test_sets.size(); ++s) {
+    outcome& out = outs[s];
+    for (long c : test_sets[s]) {
+      std::fill(mean.begin(), mean.end(), 0.0);
+      for (long r : clip_rows[std::size_t(c)]) {
+        svm.decision(data.rows.data() + r * data.dim, dec.data());
+        for (std::size_t k = 0; k < dec.size(); ++k) mean[k] += dec[k];
+      }
+      const int predicted = classes[std::size_t(std::max_element(mean.begin(), mean.end()) - mean.begin())];
+      const int truth = data.clip_class[std::size_t(c)];
+      out.correct += predicted == truth;
+      ++out.clips;
+      out.pairs.push_back({truth, predicted});
     }
-    const int predicted = classes[std::size_t(std::max_element(mean.begin(), mean.end()) - mean.begin())];
-    const int truth = data.clip_class[std::size_t(c)];
-    out.correct += predicted == truth;
-    ++out.clips;
-    out.pairs.push_back({truth, predicted});
   }
-  return out;
+  return outs;
 }
 
 }  // namespace
@@ -170,42 +175,77 @@ evaluation evaluate(const feature_set& data, const evaluation_options& o) {
   ev.confusion.assign(k, std::vector<long>(k, 0));
   auto index_of = [&](int cls) { return std::size_t(std::lower_bound(ev.classes.begin(), ev.classes.end(), cls) - ev.classes.begin()); };
   if (o.cross_validate_c) ev.c_grid = o.c_grid;
-  for (int fold : fold_set) {
-    std::vector<long> train, test;
-    for (long c = 0; c < n_clips; ++c) (data.clip_fold[std::size_t(c)] == fold ? test : train).push_back(c);
+  const std::vector<int> folds(fold_set.begin(), fold_set.end());
+  auto clips_of = [&](auto&& keep) {
+    std::vector<long> out;
+    for (long c = 0; c < n_clips; ++c)
+      if (keep(data.clip_fold[std::size_t(c)])) out.push_back(c);
+    return out;
+  };
+  for (int fold : folds) {  // every test class must have training clips (checked before any training)
     std::set<int> train_classes;
-    for (long c : train) train_classes.insert(data.clip_class[std::size_t(c)]);
-    for (long c : test)
+    for (long c : clips_of([&](int f) { return f != fold; })) train_classes.insert(data.clip_class[std::size_t(c)]);
+    for (long c : clips_of([&](int f) { return f == fold; }))
       if (!train_classes.count(data.clip_class[std::size_t(c)]))
         throw error("class " + std::to_string(data.clip_class[std::size_t(c)]) + " of " + clip_name(c) + " (fold " +
                     std::to_string(fold) + ") has no training clip in the other folds");
-    svm_options svm = o.svm;
-    if (o.cross_validate_c) {  // leave-one-fold-out over the training folds only
-      double best = -1, best_c = o.c_grid.front();
-      for (double c_value : o.c_grid) {
-        svm.c = c_value;
-        long correct = 0, total = 0;
-        for (int inner : fold_set) {
-          if (inner == fold) continue;
-          std::vector<long> tr, te;
-          for (long c : train) (data.clip_fold[std::size_t(c)] == inner ? te : tr).push_back(c);
-          std::set<int> tr_classes;
-          for (long c : tr) tr_classes.insert(data.clip_class[std::size_t(c)]);
-          std::vector<long> te_known;  // a class absent from the inner training folds cannot be scored
-          for (long c : te)
-            if (tr_classes.count(data.clip_class[std::size_t(c)])) te_known.push_back(c);
-          const auto r = train_and_test(data, clip_rows, tr, te_known, svm);
-          correct += r.correct, total += r.clips;
+  }
+
+  // C by leave-one-fold-out over the training folds only. For test fold f, inner fold g is scored
+  // by a model trained on every fold but f and g: the same training set (the same clips in the
+  // same order, the same seed, so the same model) as test fold g's inner fold f. Each pair of
+  // folds is trained once per C and its model scored on both folds: half the trainings, the same
+  // results. A clip of a class that the pair's training folds lack cannot be scored and is left
+  // out.
+  // inner[c][i][j]: grid value c, trained without folds i and j, tested on fold j
+  const std::size_t nf = folds.size();
+  std::vector<std::vector<std::vector<outcome>>> inner;
+  if (o.cross_validate_c) {
+    inner.assign(o.c_grid.size(), std::vector<std::vector<outcome>>(nf, std::vector<outcome>(nf)));
+    for (std::size_t i = 0; i < nf; ++i)
+      for (std::size_t j = i + 1; j < nf; ++j) {
+        const auto tr = clips_of([&](int f) { return f != folds[i] && f != folds[j]; });
+        std::set<int> tr_classes;
+        for (long c : tr) tr_classes.insert(data.clip_class[std::size_t(c)]);
+        auto known_in = [&](int fold) {
+          std::vector<long> out;
+          for (long c : clips_of([&](int f) { return f == fold; }))
+            if (tr_classes.count(data.clip_class[std::size_t(c)])) out.push_back(c);
+          return out;
+        };
+        const std::vector<std::vector<long>> tests = {known_in(folds[i]), known_in(folds[j])};
+        for (std::size_t ci = 0; ci < o.c_grid.size(); ++ci) {
+          svm_options svm = o.svm;
+          svm.c = o.c_grid[ci];
+          auto r = train_and_test(data, clip_rows, tr, tests, svm);
+          inner[ci][j][i] = std::move(r[0]);  // trained without j and i, tested on i
+          inner[ci][i][j] = std::move(r[1]);  // trained without i and j, tested on j
         }
+      }
+  }
+
+  for (std::size_t fi = 0; fi < nf; ++fi) {
+    const int fold = folds[fi];
+    svm_options svm = o.svm;
+    std::vector<double> scores;
+    if (o.cross_validate_c) {
+      double best = -1, best_c = o.c_grid.front();
+      for (std::size_t ci = 0; ci < o.c_grid.size(); ++ci) {
+        long correct = 0, total = 0;
+        for (std::size_t g = 0; g < nf; ++g)
+          if (g != fi) correct += inner[ci][fi][g].correct, total += inner[ci][fi][g].clips;
         const double acc = total ? double(correct) / double(total) : 0.0;
-        if (acc > best) best = acc, best_c = c_value;  // the first of equals, in grid order
+        scores.push_back(acc);
+        if (acc > best) best = acc, best_c = o.c_grid[ci];  // the first of equals, in grid order
       }
       svm.c = best_c;
     }
     fold_result fr;
     fr.fold = fold;
     fr.c = svm.c;
-    const auto r = train_and_test(data, clip_rows, train, test, svm);
+    fr.c_scores = std::move(scores);
+    const auto r = train_and_test(data, clip_rows, clips_of([&](int f) { return f != fold; }),
+                                  {clips_of([&](int f) { return f == fold; })}, svm)[0];
     fr.clips = r.clips, fr.correct = r.correct;
     for (const auto& [t, p] : r.pairs) ++ev.confusion[index_of(t)][index_of(p)];
     ev.folds.push_back(fr);

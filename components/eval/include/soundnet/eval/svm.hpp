@@ -54,6 +54,9 @@ struct fold_result {
   int fold = 0;
   double c = 0;          // the C used (fixed, or chosen by cross-validation on the training folds)
   long clips = 0, correct = 0;
+  /// With C cross-validated: the leave-one-fold-out accuracy on the training folds of each grid
+  /// value (evaluation::c_grid's order), from which `c` was chosen; empty for a fixed C.
+  std::vector<double> c_scores;
   double accuracy() const { return clips ? double(correct) / double(clips) : 0.0; }
 };
 
