@@ -137,6 +137,7 @@ soundnet::eval::evaluation_options options_of(const settings& s) {
   o.cross_validate_c = s.c <= 0;
   if (s.c > 0) o.svm.c = s.c;
   o.folds = s.folds;
+  o.workers = s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));  // SVM trainings at once (processes)
   return o;
 }
 

@@ -55,6 +55,10 @@ for c, published in [(0.01, 0.664), (0.1, 0.742), (1, 0.744)]:
     last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     got = float(last.split(":")[1]) if last.startswith("mean accuracy: ") else -1
     check(r.returncode == 0 and abs(got - published) <= 0.01, f"C = {c}: {got:.4f} against the published {published}")
+    # the folds' trainings one at a time, and three at once in child processes: the same figures
+    lines = [subprocess.run([a.evaluate, "--features", features, "--meta", meta, "--c", str(c), "--threads", t],
+                            capture_output=True, text=True).stdout for t in ("1", "3")]
+    check(lines[0] == lines[1] == r.stdout and lines[0], f"C = {c}: --threads 1 and 3 print the same per-fold results")
 
 out = os.path.join(a.workdir, "cv")
 r = run("--features", features, "--meta", meta, "--out", out)

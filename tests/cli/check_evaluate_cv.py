@@ -59,6 +59,14 @@ check(grid == [0.001, 0.01, 0.1, 1, 10], f"the documented grid: {grid}")
 check(len(res["folds"]) == 5 and all(len(f.get("c_scores", [])) == len(grid) for f in res["folds"]),
       "results.json: each fold's training-fold accuracy for every C of the grid")
 
+# The trainings run in child processes, --threads at once: the results must not depend on it.
+r1 = subprocess.run([a.evaluate, "--features", os.path.join(ref, "X.npy"), "--meta", meta, "--out", out + "-1",
+                     "--threads", "1"], capture_output=True, text=True)
+same = r1.returncode == 0 and os.path.exists(os.path.join(out, "results.json")) and \
+    open(os.path.join(out, "results.json")).read() == open(os.path.join(out + "-1", "results.json")).read()
+check(same, f"--threads 1 (one training at a time, in the program's process) gives the same results.json as "
+      f"--threads {os.cpu_count()} (trainings in parallel processes) " + r1.stderr[-300:])
+
 # ---- the same protocol in scikit-learn -------------------------------------------------------------
 warnings.simplefilter("ignore", ConvergenceWarning)  # liblinear's iteration cap, as in soundnet-evaluate
 

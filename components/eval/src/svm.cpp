@@ -6,11 +6,24 @@
 #include <linear.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <numeric>
 #include <set>
+#include <string>
+
+#if defined(__unix__)
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 namespace soundnet::eval {
 
@@ -141,6 +154,186 @@ std::vector<outcome> train_and_test(const feature_set& data, const std::vector<s
   return outs;
 }
 
+std::string c_text(double c) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", c);
+  return buf;
+}
+
+// One SVM training and its tests.
+struct job {
+  std::vector<long> train;
+  std::vector<std::vector<long>> tests;
+  svm_options svm;
+  std::string what;  // for messages: "test fold 3 (C 0.01)"
+};
+
+// Estimated peak memory of one training: liblinear's copy of the rows (a 16-byte node per value,
+// the bias and the end marker) and the model.
+std::size_t job_bytes(const feature_set& data, const std::vector<std::vector<long>>& clip_rows, const job& j) {
+  std::size_t rows = 0;
+  for (long c : j.train) rows += clip_rows[std::size_t(c)].size();
+  return rows * std::size_t(data.dim + 2) * 16 + std::size_t(data.dim + 1) * 8 * 64 + (std::size_t(64) << 20);
+}
+
+// Memory the system can still give (MemAvailable), or 0 where it cannot be read.
+std::size_t available_memory() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::size_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return 0;
+}
+
+#if defined(__unix__)
+// A training in a child process: liblinear shuffles with the process's rand(), so trainings in
+// threads would draw from one sequence in an order that changes from run to run; a process of
+// its own seeds its own. The child sends its outcomes through a pipe as 64-bit integers: per test
+// set, clips, correct, then (true, predicted) per clip; or -1, the message's length and the
+// message when it failed.
+struct child {
+  pid_t pid = -1;
+  int fd = -1;
+};
+
+void write_all(int fd, const void* data, std::size_t bytes) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::write(fd, p, bytes);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) ::_exit(3);
+    p += n, bytes -= std::size_t(n);
+  }
+}
+
+// Reads until end of file; false if the pipe failed.
+bool read_all(int fd, std::string& out) {
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) return true;
+    out.append(buf, std::size_t(n));
+  }
+}
+
+[[noreturn]] void run_child(int fd, const feature_set& data, const std::vector<std::vector<long>>& clip_rows, const job& j) {
+  std::vector<std::int64_t> msg;
+  try {
+    for (const auto& o : train_and_test(data, clip_rows, j.train, j.tests, j.svm)) {
+      msg.push_back(o.clips), msg.push_back(o.correct);
+      for (const auto& [t, p] : o.pairs) msg.push_back(t), msg.push_back(p);
+    }
+    write_all(fd, msg.data(), msg.size() * sizeof(std::int64_t));
+  } catch (const std::exception& e) {
+    const std::int64_t head[2] = {-1, static_cast<std::int64_t>(std::strlen(e.what()))};
+    write_all(fd, head, sizeof head);
+    write_all(fd, e.what(), std::size_t(head[1]));
+  }
+  ::close(fd);
+  ::_exit(0);
+}
+
+std::vector<outcome> parse(const std::string& raw, const job& j, pid_t pid, int status) {
+  const std::string who = "the SVM training process for " + j.what + " (pid " + std::to_string(pid) + ")";
+  std::int64_t first = 0, len = 0;
+  if (raw.size() >= 16) std::memcpy(&first, raw.data(), 8), std::memcpy(&len, raw.data() + 8, 8);
+  if (first == -1) {
+    throw error(raw.substr(16, std::size_t(std::max<std::int64_t>(0, len))));
+  }
+  if (WIFSIGNALED(status))
+    throw error(who + " was killed by signal " + std::to_string(WTERMSIG(status)) +
+                (WTERMSIG(status) == SIGKILL ? " (out of memory?)" : ""));
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw error(who + " failed with exit status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1));
+  std::vector<std::int64_t> v(raw.size() / 8);
+  std::memcpy(v.data(), raw.data(), v.size() * 8);
+  std::vector<outcome> outs(j.tests.size());
+  std::size_t at = 0;
+  for (std::size_t s = 0; s < j.tests.size(); ++s) {
+    if (at + 2 > v.size()) throw error(who + " sent a truncated result");
+    outs[s].clips = v[at], outs[s].correct = v[at + 1];
+    at += 2;
+    if (outs[s].clips != static_cast<long>(j.tests[s].size()) || at + 2 * std::size_t(outs[s].clips) > v.size())
+      throw error(who + " sent a result that does not fit its test set");
+    for (long c = 0; c < outs[s].clips; ++c, at += 2) outs[s].pairs.push_back({int(v[at]), int(v[at + 1])});
+  }
+  return outs;
+}
+#endif
+
+// Runs the jobs, up to `workers` at once in child processes (one at a time in this process where
+// workers is 1 or there is no fork), as many as the available memory holds. The results do not
+// depend on the number of workers: each training seeds liblinear's rand() the same way.
+std::vector<std::vector<outcome>> run_jobs(const feature_set& data, const std::vector<std::vector<long>>& clip_rows,
+                                           const std::vector<job>& jobs, int workers) {
+  std::vector<std::vector<outcome>> results(jobs.size());
+  std::size_t largest = 0;
+  for (const auto& j : jobs) largest = std::max(largest, job_bytes(data, clip_rows, j));
+  if (const std::size_t avail = available_memory(); avail > 0 && workers > 1)
+    workers = static_cast<int>(std::clamp<std::size_t>(avail * 3 / 4 / std::max<std::size_t>(largest, 1), 1, std::size_t(workers)));
+#if defined(__unix__)
+  if (workers > 1 && jobs.size() > 1) {
+    std::vector<child> running(jobs.size());
+    auto reap_all = [&](std::size_t from) {  // on an error: stop and reap the children still running
+      for (std::size_t k = from; k < running.size(); ++k)
+        if (running[k].pid > 0) {
+          ::kill(running[k].pid, SIGKILL);
+          ::close(running[k].fd);
+          int st = 0;
+          while (::waitpid(running[k].pid, &st, 0) < 0 && errno == EINTR) {
+          }
+          running[k].pid = -1;
+        }
+    };
+    std::size_t next = 0;
+    auto start = [&](std::size_t k) {
+      int fds[2];
+      if (::pipe(fds) != 0) throw error(std::string("pipe for an SVM training process: ") + std::strerror(errno));
+      std::unique_lock<std::mutex> lock(rand_mutex());  // no training of another thread is halfway at the fork
+      const pid_t pid = ::fork();
+      lock.unlock();
+      if (pid < 0) {
+        ::close(fds[0]), ::close(fds[1]);
+        throw error(std::string("fork for an SVM training process: ") + std::strerror(errno));
+      }
+      if (pid == 0) {
+        ::close(fds[0]);
+        run_child(fds[1], data, clip_rows, jobs[k]);
+      }
+      ::close(fds[1]);
+      running[k] = {pid, fds[0]};
+    };
+    try {
+      for (std::size_t k = 0; k < jobs.size(); ++k) {  // collect in order; keep `workers` running
+        while (next < jobs.size() && next < k + std::size_t(workers)) start(next++);
+        std::string raw;
+        const bool ok = read_all(running[k].fd, raw);
+        ::close(running[k].fd);
+        int status = 0;
+        while (::waitpid(running[k].pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        const pid_t pid = running[k].pid;
+        running[k].pid = -1;
+        if (!ok)
+          throw error("reading the result of the SVM training process for " + jobs[k].what + " (pid " + std::to_string(pid) +
+                      ") failed");
+        results[k] = parse(raw, jobs[k], pid, status);
+      }
+    } catch (...) {
+      reap_all(0);
+      throw;
+    }
+    return results;
+  }
+#endif
+  for (std::size_t k = 0; k < jobs.size(); ++k) results[k] = train_and_test(data, clip_rows, jobs[k].train, jobs[k].tests, jobs[k].svm);
+  return results;
+}
+
 }  // namespace
 
 evaluation evaluate(const feature_set& data, const evaluation_options& o) {
@@ -202,6 +395,8 @@ evaluation evaluate(const feature_set& data, const evaluation_options& o) {
   std::vector<std::vector<std::vector<outcome>>> inner;
   if (o.cross_validate_c) {
     inner.assign(o.c_grid.size(), std::vector<std::vector<outcome>>(nf, std::vector<outcome>(nf)));
+    std::vector<job> jobs;
+    std::vector<std::array<std::size_t, 3>> where;  // per job: grid value, i, j
     for (std::size_t i = 0; i < nf; ++i)
       for (std::size_t j = i + 1; j < nf; ++j) {
         const auto tr = clips_of([&](int f) { return f != folds[i] && f != folds[j]; });
@@ -217,13 +412,20 @@ evaluation evaluate(const feature_set& data, const evaluation_options& o) {
         for (std::size_t ci = 0; ci < o.c_grid.size(); ++ci) {
           svm_options svm = o.svm;
           svm.c = o.c_grid[ci];
-          auto r = train_and_test(data, clip_rows, tr, tests, svm);
-          inner[ci][j][i] = std::move(r[0]);  // trained without j and i, tested on i
-          inner[ci][i][j] = std::move(r[1]);  // trained without i and j, tested on j
+          jobs.push_back({tr, tests, svm,
+                          "C " + c_text(svm.c) + " without folds " + std::to_string(folds[i]) + " and " + std::to_string(folds[j])});
+          where.push_back({ci, i, j});
         }
       }
+    auto results = run_jobs(data, clip_rows, jobs, o.workers);
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      const auto [ci, i, j] = where[k];
+      inner[ci][j][i] = std::move(results[k][0]);  // trained without j and i, tested on i
+      inner[ci][i][j] = std::move(results[k][1]);  // trained without i and j, tested on j
+    }
   }
 
+  std::vector<job> finals;
   for (std::size_t fi = 0; fi < nf; ++fi) {
     const int fold = folds[fi];
     svm_options svm = o.svm;
@@ -244,11 +446,15 @@ evaluation evaluate(const feature_set& data, const evaluation_options& o) {
     fr.fold = fold;
     fr.c = svm.c;
     fr.c_scores = std::move(scores);
-    const auto r = train_and_test(data, clip_rows, clips_of([&](int f) { return f != fold; }),
-                                  {clips_of([&](int f) { return f == fold; })}, svm)[0];
-    fr.clips = r.clips, fr.correct = r.correct;
-    for (const auto& [t, p] : r.pairs) ++ev.confusion[index_of(t)][index_of(p)];
     ev.folds.push_back(fr);
+    finals.push_back({clips_of([&](int f) { return f != fold; }), {clips_of([&](int f) { return f == fold; })}, svm,
+                      "test fold " + std::to_string(fold) + " (C " + c_text(svm.c) + ")"});
+  }
+  const auto results = run_jobs(data, clip_rows, finals, o.workers);
+  for (std::size_t fi = 0; fi < nf; ++fi) {
+    const outcome& r = results[fi][0];
+    ev.folds[fi].clips = r.clips, ev.folds[fi].correct = r.correct;
+    for (const auto& [t, p] : r.pairs) ++ev.confusion[index_of(t)][index_of(p)];
   }
   double sum = 0;
   for (const auto& f : ev.folds) sum += f.accuracy();

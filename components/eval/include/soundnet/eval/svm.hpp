@@ -74,13 +74,19 @@ struct evaluation_options {
   bool cross_validate_c = false;                           // choose C per outer fold
   std::vector<double> c_grid = {1e-3, 1e-2, 1e-1, 1, 10};  // searched by leave-one-fold-out on the training folds
   int folds = 0;  // > 0: the folds must be 1..folds, each with clips; 0: the folds present
+  /// SVM trainings run at once, each in a child process of its own (liblinear shuffles with the
+  /// process's rand(): processes keep every training's sequence, so the results do not depend on
+  /// this), fewer where the available memory would not hold them. 1: one at a time, in this
+  /// process (also where there is no fork()).
+  int workers = 1;
 };
 
 /// k-fold evaluation over the dataset's folds: for each fold, train on the others (C fixed, or
 /// the grid value with the best leave-one-fold-out accuracy on the training folds only) and
 /// classify its clips by the mean of their windows' decision values. Throws soundnet::error
 /// naming the problem: NaN or infinite features (the row and clip), fewer than two folds, a
-/// fold without clips, a test class that no training clip has.
+/// fold without clips, a test class that no training clip has; a training process that fails
+/// (killed, out of memory) is named.
 evaluation evaluate(const feature_set& data, const evaluation_options& o);
 
 /// liblinear's version ("liblinear 245").
