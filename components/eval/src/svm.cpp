@@ -169,11 +169,12 @@ struct job {
 };
 
 // Estimated peak memory of one training: liblinear's copy of the rows (a 16-byte node per value,
-// the bias and the end marker) and the model.
-std::size_t job_bytes(const feature_set& data, const std::vector<std::vector<long>>& clip_rows, const job& j) {
+// the bias and the end marker), the model ((dim + 1) doubles per class) and 64 MB besides.
+std::size_t job_bytes(const feature_set& data, const std::vector<std::vector<long>>& clip_rows, const job& j,
+                      std::size_t classes) {
   std::size_t rows = 0;
   for (long c : j.train) rows += clip_rows[std::size_t(c)].size();
-  return rows * std::size_t(data.dim + 2) * 16 + std::size_t(data.dim + 1) * 8 * 64 + (std::size_t(64) << 20);
+  return rows * std::size_t(data.dim + 2) * 16 + std::size_t(data.dim + 1) * 8 * classes + (std::size_t(64) << 20);
 }
 
 // Memory the system can still give (MemAvailable), or 0 where it cannot be read.
@@ -271,15 +272,16 @@ std::vector<outcome> parse(const std::string& raw, const job& j, pid_t pid, int 
 std::vector<std::vector<outcome>> run_jobs(const feature_set& data, const std::vector<std::vector<long>>& clip_rows,
                                            const std::vector<job>& jobs, int workers) {
   std::vector<std::vector<outcome>> results(jobs.size());
+  const std::size_t classes = std::set<int>(data.clip_class.begin(), data.clip_class.end()).size();
   std::size_t largest = 0;
-  for (const auto& j : jobs) largest = std::max(largest, job_bytes(data, clip_rows, j));
+  for (const auto& j : jobs) largest = std::max(largest, job_bytes(data, clip_rows, j, classes));
   if (const std::size_t avail = available_memory(); avail > 0 && workers > 1)
     workers = static_cast<int>(std::clamp<std::size_t>(avail * 3 / 4 / std::max<std::size_t>(largest, 1), 1, std::size_t(workers)));
 #if defined(__unix__)
   if (workers > 1 && jobs.size() > 1) {
     std::vector<child> running(jobs.size());
-    auto reap_all = [&](std::size_t from) {  // on an error: stop and reap the children still running
-      for (std::size_t k = from; k < running.size(); ++k)
+    auto reap_all = [&] {  // on an error: stop and reap the children still running
+      for (std::size_t k = 0; k < running.size(); ++k)
         if (running[k].pid > 0) {
           ::kill(running[k].pid, SIGKILL);
           ::close(running[k].fd);
@@ -324,7 +326,7 @@ std::vector<std::vector<outcome>> run_jobs(const feature_set& data, const std::v
         results[k] = parse(raw, jobs[k], pid, status);
       }
     } catch (...) {
-      reap_all(0);
+      reap_all();
       throw;
     }
     return results;
